@@ -1,0 +1,59 @@
+# paylink — `make test` from a fresh clone installs and starts everything the tests need.
+SHELL := /bin/bash
+PY := .venv/bin/python
+LOCAL := .local
+KAFKA_LIBS := $(LOCAL)/kafka/libs
+FERRETDB := $(LOCAL)/bin/ferretdb
+STACK := $(PY) deploy/local/stack.py
+
+# The tests find the stack through the same variables the services read.
+export PAYLINK_KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
+export PAYLINK_MONGODB_URI ?= mongodb://localhost:27017/paylink
+export PAYLINK_STRIPE_API_BASE ?= http://127.0.0.1:12111
+export PAYLINK_SHORTENER_URL ?= http://127.0.0.1:12180/shorten
+
+PYTEST_ARGS ?=
+
+.PHONY: setup test unit check services-up services-down services-status demo bench reliability clean
+
+setup: .venv/.installed $(KAFKA_LIBS)/.resolved $(FERRETDB)
+
+.venv/.installed: pyproject.toml constraints.txt
+	python3.11 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+# Kafka's broker classpath, resolved from Maven Central by a tiny pom (no tarball).
+$(KAFKA_LIBS)/.resolved: deploy/local/kafka/pom.xml
+	rm -rf $(KAFKA_LIBS)
+	mvn -q -B -f deploy/local/kafka/pom.xml dependency:copy-dependencies \
+	    -DincludeScope=runtime -DoutputDirectory=$(abspath $(KAFKA_LIBS))
+	touch $@
+
+# FerretDB embedded in a small Go program (its own command panics when `go install`ed).
+$(FERRETDB): deploy/local/ferretdb/main.go deploy/local/ferretdb/go.mod deploy/local/ferretdb/go.sum
+	cd deploy/local/ferretdb && GOTOOLCHAIN=local go build -o $(abspath $(FERRETDB)) .
+
+services-up: setup
+	$(STACK) up
+
+services-down:
+	@if [ -x $(PY) ]; then $(STACK) down; else echo "no .venv: nothing was started"; fi
+
+services-status:
+	$(STACK) status
+
+test: services-up
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+unit: .venv/.installed
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+check: .venv/.installed
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check domain adapters consumer tests
+	.venv/bin/mypy --strict domain adapters consumer
+
+clean: services-down
+	rm -rf $(LOCAL) .venv

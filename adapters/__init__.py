@@ -1,0 +1,1 @@
+"""One module or package per outside system: Stripe, MongoDB stores, Kafka, shortener."""

@@ -1,0 +1,1 @@
+"""paylink processes and wiring: settings, composition root, worker, relay, CLI."""

@@ -1,0 +1,79 @@
+"""paylink's settings: the only place that reads the environment.
+
+Every variable has the prefix ``PAYLINK_`` (a ``.env`` file in the working directory is read too).
+Defaults point at the local stack (``make services-up``), so every command works with none set.
+Secrets are ``SecretStr``: they never appear in ``repr``, logs or errors.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_STRIPE_TEST_KEY = "sk_test_paylink_local_emulator"
+LOCAL_SHORTENER_TOKEN = "paylink-local-shortener-token"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYLINK_", env_file=".env", extra="ignore")
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field("localhost:9092", description="Kafka bootstrap servers")
+    requests_topic: str = Field("payment-links.requested", description="input topic")
+    results_topic: str = Field("payment-links.results", description="output topic")
+    consumer_group: str = Field("paylink-worker", description="the worker's consumer group")
+    topic_partitions: int = Field(6, ge=1, description="partitions used by `paylink topics create`")
+    topic_replication_factor: int = Field(1, ge=1, description="replication used by `paylink topics create`")
+
+    # MongoDB
+    mongodb_uri: str = Field(
+        "mongodb://localhost:27017/paylink",
+        description="MongoDB URI; the database in its path holds sagas, outbox and dead letters",
+    )
+    crm_database: str | None = Field(
+        None, description="database holding `accounts` and `contacts` (default: the same database)"
+    )
+
+    # Stripe
+    stripe_api_key: SecretStr = Field(
+        SecretStr(LOCAL_STRIPE_TEST_KEY), description="Stripe secret key (platform)"
+    )
+    stripe_api_base: str = Field("http://localhost:12111", description="Stripe API base URL")
+    stripe_timeout_s: float = Field(10.0, gt=0, description="timeout of one Stripe HTTP request")
+    stripe_rate_limit_per_s: float = Field(
+        100.0, gt=0, description="client-side request budget per connected account (Stripe live-mode limit)"
+    )
+
+    # Shortener
+    shortener_url: str = Field("http://localhost:12180/shorten", description="shortener endpoint")
+    shortener_token: SecretStr = Field(
+        SecretStr(LOCAL_SHORTENER_TOKEN), description="shortener bearer token"
+    )
+    shortener_timeout_s: float = Field(2.0, gt=0, description="shortener timeout; on expiry the long URL is used")
+
+    # Worker
+    max_in_flight: int = Field(128, ge=1, description="sagas processed concurrently per worker")
+    retry_attempts: int = Field(6, ge=1, description="attempts per transient failure before giving up")
+    retry_initial_s: float = Field(0.2, gt=0, description="first retry backoff (exponential, with jitter)")
+    retry_max_s: float = Field(5.0, gt=0, description="longest single retry backoff")
+    drain_timeout_s: float = Field(20.0, gt=0, description="SIGTERM/rebalance: how long in-flight work may finish")
+
+    # Relay
+    relay_lease_s: float = Field(5.0, gt=0, description="relay lease length; a standby takes over after it lapses")
+    relay_poll_ms: int = Field(20, ge=1, description="idle relay's polling interval for new outbox entries")
+    relay_batch_size: int = Field(500, ge=1, description="outbox entries published per batch")
+    outbox_retention_s: float = Field(
+        7 * 24 * 3600.0, gt=0, description="published outbox entries are purged after this long"
+    )
+
+    # Operations
+    metrics_port: int | None = Field(
+        None, description="serve /metrics, /healthz, /readyz on this port (off when unset)"
+    )
+    log_format: str = Field("auto", description="`json`, `text`, or `auto` (text on a terminal)")
+    log_level: str = Field("INFO", description="log level")
+
+    @property
+    def crm_database_name(self) -> str | None:
+        """The CRM database, or None for 'the database of ``mongodb_uri``'."""
+        return self.crm_database

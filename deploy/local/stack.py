@@ -1,0 +1,263 @@
+"""The no-Docker local stack: Kafka 4 (KRaft), FerretDB (SQLite), the Stripe and shortener emulators.
+
+    python deploy/local/stack.py up|down|status [--only NAME ...]
+
+Every part is idempotent: `up` starts only what does not already answer, `down` stops only the
+processes this script started (by the pid files under `.local/run/`, never by name), `status`
+prints each service and whether it answers. State and logs live under the git-ignored `.local/`.
+Addresses default to DESIGN.md's and can be moved with `--kafka-port`, `--mongo-port`,
+`--stripe-port`, `--shortener-port`.
+
+The prerequisites (Kafka's jars, the FerretDB binary, the venv) are built by the Makefile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / ".local"
+RUN = LOCAL / "run"
+LOGS = LOCAL / "log"
+PYTHON = sys.executable
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    command: Callable[[], list[str]]
+    answers: Callable[[int], bool]
+    prepare: Callable[[int], None] = lambda port: None
+    start_timeout_s: float = 60.0
+
+    @property
+    def pid_file(self) -> Path:
+        return RUN / f"{self.name}.pid"
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def kafka_answers(port: int) -> bool:
+    """A real client request (metadata), not just an open port: the broker may listen before it serves."""
+    if not port_open(port):
+        return False
+    probe = (
+        "import asyncio, aiokafka\n"
+        "async def main():\n"
+        f"    c = aiokafka.AIOKafkaProducer(bootstrap_servers='localhost:{port}', request_timeout_ms=3000)\n"
+        "    await c.start()\n"
+        "    await c.stop()\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run([PYTHON, "-c", probe], capture_output=True, timeout=30, check=False)
+    return result.returncode == 0
+
+
+def mongo_answers(port: int) -> bool:
+    if not port_open(port):
+        return False
+    probe = (
+        "import pymongo\n"
+        f"pymongo.MongoClient('mongodb://127.0.0.1:{port}/', serverSelectionTimeoutMS=2000)"
+        ".admin.command('ping')\n"
+    )
+    result = subprocess.run([PYTHON, "-c", probe], capture_output=True, timeout=30, check=False)
+    return result.returncode == 0
+
+
+KAFKA_DIR = LOCAL / "kafka"
+
+
+def kafka_properties(port: int) -> Path:
+    controller = port + 1
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.bootstrap.servers": f"localhost:{controller}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
+        "advertised.listeners": f"PLAINTEXT://localhost:{port},CONTROLLER://localhost:{controller}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(KAFKA_DIR / "data"),
+        "num.partitions": "6",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # Tests join groups constantly; the default 3 s delay would slow every one of them.
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "true",
+    }
+    path = KAFKA_DIR / "server.properties"
+    path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    return path
+
+
+def kafka_classpath() -> str:
+    return str(KAFKA_DIR / "libs" / "*")
+
+
+def prepare_kafka(port: int) -> None:
+    props = kafka_properties(port)
+    if (KAFKA_DIR / "data" / "meta.properties").exists():
+        return
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    subprocess.run(
+        ["java", "-cp", kafka_classpath(), "kafka.tools.StorageTool", "format", "--standalone",
+         "-t", cluster_id, "-c", str(props)],
+        check=True, capture_output=True,
+    )
+
+
+def kafka_command(port: int) -> list[str]:
+    return [
+        "java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC",
+        "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+        "-cp", kafka_classpath(), "kafka.Kafka", str(KAFKA_DIR / "server.properties"),
+    ]
+
+
+def services(args: argparse.Namespace) -> list[Service]:
+    emulators = ROOT / "deploy" / "local" / "emulators"
+    return [
+        Service(
+            "kafka", args.kafka_port, lambda: kafka_command(args.kafka_port), kafka_answers,
+            prepare=prepare_kafka, start_timeout_s=90,
+        ),
+        Service(
+            "ferretdb", args.mongo_port,
+            lambda: [str(LOCAL / "bin" / "ferretdb"), "--listen", f"127.0.0.1:{args.mongo_port}",
+                     "--state-dir", str(LOCAL / "ferretdb" / "data")],
+            mongo_answers,
+        ),
+        Service(
+            "stripe-emulator", args.stripe_port,
+            lambda: [PYTHON, str(emulators / "stripe_emulator.py"), "--host", "127.0.0.1",
+                     "--port", str(args.stripe_port)],
+            lambda port: http_ok(f"http://127.0.0.1:{port}/_emulator/health"),
+        ),
+        Service(
+            "shortener-emulator", args.shortener_port,
+            lambda: [PYTHON, str(emulators / "shortener_emulator.py"), "--host", "127.0.0.1",
+                     "--port", str(args.shortener_port)],
+            lambda port: http_ok(f"http://127.0.0.1:{port}/_emulator/health"),
+        ),
+    ]
+
+
+def read_pid(service: Service) -> int | None:
+    try:
+        pid = int(service.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    return pid
+
+
+def start(service: Service) -> None:
+    if service.answers(service.port):
+        print(f"{service.name:<20} already answers on :{service.port}")
+        return
+    if read_pid(service) is None:
+        service.prepare(service.port)
+        log = (LOGS / f"{service.name}.log").open("ab")
+        process = subprocess.Popen(
+            service.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=ROOT, start_new_session=True,
+        )
+        service.pid_file.write_text(str(process.pid))
+    deadline = time.monotonic() + service.start_timeout_s
+    while time.monotonic() < deadline:
+        if service.answers(service.port):
+            print(f"{service.name:<20} up on :{service.port} (pid {read_pid(service)})")
+            return
+        if read_pid(service) is None:
+            break
+        time.sleep(0.3)
+    tail = (LOGS / f"{service.name}.log").read_text(errors="replace")[-3000:]
+    raise SystemExit(f"{service.name} did not come up on :{service.port}; log tail:\n{tail}")
+
+
+def stop(service: Service) -> None:
+    pid = read_pid(service)
+    if pid is None:
+        service.pid_file.unlink(missing_ok=True)
+        print(f"{service.name:<20} not running (started by this stack)")
+        return
+    # The service runs in its own session, so its pid is also its process group.
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and read_pid(service) is not None:
+        time.sleep(0.2)
+    if read_pid(service) is not None:
+        os.killpg(pid, signal.SIGKILL)
+    service.pid_file.unlink(missing_ok=True)
+    print(f"{service.name:<20} stopped (pid {pid})")
+
+
+def status(service: Service) -> bool:
+    ok = service.answers(service.port)
+    pid = read_pid(service)
+    owner = f"pid {pid}" if pid else "not started by this stack"
+    print(f"{service.name:<20} :{service.port:<6} {'answers' if ok else 'DOWN':<8} ({owner})")
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("--only", action="append", help="act on this service only (repeatable)")
+    parser.add_argument("--kafka-port", type=int, default=9092)
+    parser.add_argument("--mongo-port", type=int, default=27017)
+    parser.add_argument("--stripe-port", type=int, default=12111)
+    parser.add_argument("--shortener-port", type=int, default=12180)
+    args = parser.parse_args()
+    for directory in (RUN, LOGS, KAFKA_DIR / "data", LOCAL / "ferretdb" / "data"):
+        directory.mkdir(parents=True, exist_ok=True)
+    chosen = [s for s in services(args) if not args.only or s.name in args.only]
+    if args.action == "up":
+        for service in chosen:
+            start(service)
+    elif args.action == "down":
+        for service in reversed(chosen):
+            stop(service)
+    else:
+        answering = [status(service) for service in chosen]
+        sys.exit(0 if all(answering) else 1)
+
+
+if __name__ == "__main__":
+    main()

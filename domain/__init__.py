@@ -1,0 +1,1 @@
+"""paylink's pure domain: events, value objects, the saga, errors and ports. No I/O here."""
