@@ -35,9 +35,7 @@ class Settings(BaseSettings):
     )
 
     # Stripe
-    stripe_api_key: SecretStr = Field(
-        SecretStr(LOCAL_STRIPE_TEST_KEY), description="Stripe secret key (platform)"
-    )
+    stripe_api_key: SecretStr = Field(SecretStr(LOCAL_STRIPE_TEST_KEY), description="Stripe secret key (platform)")
     stripe_api_base: str = Field("http://localhost:12111", description="Stripe API base URL")
     stripe_timeout_s: float = Field(10.0, gt=0, description="timeout of one Stripe HTTP request")
     stripe_rate_limit_per_s: float = Field(
@@ -46,9 +44,7 @@ class Settings(BaseSettings):
 
     # Shortener
     shortener_url: str = Field("http://localhost:12180/shorten", description="shortener endpoint")
-    shortener_token: SecretStr = Field(
-        SecretStr(LOCAL_SHORTENER_TOKEN), description="shortener bearer token"
-    )
+    shortener_token: SecretStr = Field(SecretStr(LOCAL_SHORTENER_TOKEN), description="shortener bearer token")
     shortener_timeout_s: float = Field(2.0, gt=0, description="shortener timeout; on expiry the long URL is used")
 
     # Worker

@@ -1,0 +1,105 @@
+"""Saga records in the ``sagas`` collection, one document per ``payment_link_id`` (its ``_id``).
+
+Optimistic concurrency without transactions: ``save`` replaces the document only where ``version``
+still has the value it was read with. The request travels as a JSON string, not a sub-document: its
+``metadata`` keys are the producer's, and may hold ``.`` or ``$`` that FerretDB refuses in field names.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from adapters.mongo.errors import store_errors
+from domain.errors import ConcurrentUpdateError
+from domain.saga_record import TIMESTAMP_FORMAT, SagaRecord, SagaStatus
+
+REPLAYABLE = [SagaStatus.FAILED.value, SagaStatus.COMPENSATION_FAILED.value]
+
+
+def _document(record: SagaRecord) -> dict[str, Any]:
+    document = record.to_document()
+    document["_id"] = record.payment_link_id
+    document["request"] = json.dumps(document["request"], separators=(",", ":"))
+    return document
+
+
+def _record(document: dict[str, Any]) -> SagaRecord:
+    fields = dict(document)
+    fields["request"] = json.loads(fields["request"])
+    return SagaRecord.from_document(fields)
+
+
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+class MongoSagaStore:
+    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+        self._sagas = database["sagas"]
+
+    async def ensure_indexes(self) -> None:
+        with store_errors("saga index creation"):
+            await self._sagas.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
+            await self._sagas.create_index([("account_id", ASCENDING), ("updated_at", ASCENDING)])
+
+    async def create_if_absent(self, record: SagaRecord) -> SagaRecord:
+        with store_errors("saga create"):
+            try:
+                await self._sagas.insert_one(_document(record))
+                return record
+            except DuplicateKeyError:
+                existing = await self._sagas.find_one({"_id": record.payment_link_id})
+        if existing is None:  # deleted in between: extremely unlikely, and a retry settles it
+            raise ConcurrentUpdateError(record.payment_link_id, record.version)
+        return _record(existing)
+
+    async def load(self, payment_link_id: str) -> SagaRecord | None:
+        with store_errors("saga load"):
+            document = await self._sagas.find_one({"_id": payment_link_id})
+        return _record(document) if document else None
+
+    async def save(self, record: SagaRecord) -> SagaRecord:
+        stored = record.model_copy(update={"version": record.version + 1})
+        with store_errors("saga save"):
+            result = await self._sagas.replace_one(
+                {"_id": record.payment_link_id, "version": record.version}, _document(stored)
+            )
+        if result.matched_count != 1:
+            raise ConcurrentUpdateError(record.payment_link_id, record.version)
+        return stored
+
+    async def find_replayable(
+        self,
+        *,
+        reason: str | None = None,
+        account_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[SagaRecord]:
+        query: dict[str, Any] = {"status": {"$in": REPLAYABLE}}
+        if reason:
+            query["failure.reason"] = reason
+        if account_id:
+            query["account_id"] = account_id
+        window = {op: _timestamp(m) for op, m in (("$gte", since), ("$lt", until)) if m is not None}
+        if window:
+            query["updated_at"] = window
+        with store_errors("saga query"):
+            cursor = self._sagas.find(query).sort("updated_at", ASCENDING).limit(limit)
+            return [_record(document) async for document in cursor]
+
+    async def count_by_status(self, since: datetime | None = None) -> dict[str, int]:
+        """Sagas per status (updated since ``since``), for ``paylink status``."""
+        match: dict[str, Any] = {"updated_at": {"$gte": _timestamp(since)}} if since else {}
+        with store_errors("saga counts"):
+            cursor = await self._sagas.aggregate(
+                [{"$match": match}, {"$group": {"_id": "$status", "count": {"$sum": 1}}}]
+            )
+            return {str(row["_id"]): int(row["count"]) async for row in cursor}

@@ -1,0 +1,1 @@
+"""The Stripe billing adapter (stripe-python's async ``StripeClient``)."""

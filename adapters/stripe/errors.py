@@ -1,0 +1,69 @@
+"""Translation of stripe-python's exceptions into the domain's error taxonomy.
+
+The adapter classifies; the saga decides what to do. Mapping:
+- ``due_date`` rejected → ``invalid_due_date``; an unknown price → ``price_not_found``;
+  any other invalid request → ``stripe_invalid_request`` (permanent);
+- 403 on the connected account → ``stripe_permission_denied`` (permanent);
+- 429, 409 (lock timeout), 5xx, timeouts, connection errors → retryable, unless Stripe says
+  ``Stripe-Should-Retry: false``; ``Stripe-Should-Retry: true`` makes any error retryable;
+- 401 (the platform key) → retryable: it is an operator's mistake, not the request's, so the request
+  should stay replayable once the key is fixed rather than fail for good;
+- an idempotency conflict → retryable: for customers (whose key is shared per contact) a concurrent
+  request created the customer with other details, and the retry finds it linked.
+Messages keep Stripe's text (bounded, secrets masked) so operators see what Stripe objected to.
+"""
+
+from __future__ import annotations
+
+import re
+
+import stripe
+
+from domain.errors import PaylinkError, PermanentError, Reason, RetryableError
+
+_SECRET = re.compile(r"\b(sk|rk)_(test|live)_[A-Za-z0-9_*]+")
+
+
+class StripeObjectMissing(PermanentError):
+    """Stripe answered 404 ``resource_missing`` for an object other than a price."""
+
+
+def translate(error: stripe.StripeError, operation: str) -> PaylinkError:
+    should_retry = (error.headers or {}).get("stripe-should-retry") or (error.headers or {}).get("Stripe-Should-Retry")
+    text = _SECRET.sub("[redacted]", error.user_message or type(error).__name__)
+    status = error.http_status
+    described = f"Stripe {operation} failed ({status or 'no response'}): {text}"
+    if should_retry == "true":
+        return RetryableError(Reason.STRIPE_UNAVAILABLE, described)
+    if isinstance(error, stripe.InvalidRequestError) and should_retry != "false" and status in (409, 429):
+        return RetryableError(Reason.STRIPE_UNAVAILABLE, described)
+    if isinstance(error, stripe.InvalidRequestError):
+        reason = _invalid_request_reason(error)
+        if error.code == "resource_missing" and reason is Reason.STRIPE_INVALID_REQUEST:
+            return StripeObjectMissing(reason, described)
+        return PermanentError(reason, described)
+    if isinstance(error, stripe.PermissionError):
+        return PermanentError(Reason.STRIPE_PERMISSION_DENIED, described)
+    if should_retry == "false":
+        return PermanentError(Reason.STRIPE_INVALID_REQUEST, described)
+    if isinstance(
+        error,
+        stripe.RateLimitError
+        | stripe.APIConnectionError
+        | stripe.APIError
+        | stripe.AuthenticationError
+        | stripe.IdempotencyError,
+    ):
+        return RetryableError(Reason.STRIPE_UNAVAILABLE, described)
+    if status is not None and (status >= 500 or status in (409, 429)):
+        return RetryableError(Reason.STRIPE_UNAVAILABLE, described)
+    return PermanentError(Reason.STRIPE_INVALID_REQUEST, described)
+
+
+def _invalid_request_reason(error: stripe.InvalidRequestError) -> Reason:
+    param = error.param or ""
+    if param.startswith("due_date") or param.startswith("days_until_due"):
+        return Reason.INVALID_DUE_DATE
+    if error.code == "resource_missing" and ("price" in param or "No such price" in (error.user_message or "")):
+        return Reason.PRICE_NOT_FOUND
+    return Reason.STRIPE_INVALID_REQUEST

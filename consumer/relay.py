@@ -1,0 +1,145 @@
+"""The outbox relay: publishes result events from MongoDB to Kafka, in insertion order.
+
+One relay among several is active, by a lease in MongoDB; the others wait and take over within about
+one lease length when the active one dies (or at once when it stops gracefully). The active relay
+publishes a batch with an idempotent producer (``acks=all``), waits for every acknowledgement, and only
+then marks the batch published: a crash in between republishes it (at least once; consumers dedupe on
+``event_id``). When idle it polls every ``poll_interval`` (20 ms by default), so a new entry is noticed
+within 50 ms without change streams (FerretDB has none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+
+from adapters.mongo.outbox import OutboxEntry
+from domain.errors import RetryableError
+
+log = logging.getLogger("paylink.relay")
+
+CE_SOURCE = "paylink"
+
+
+class OutboxReader(Protocol):
+    async def unpublished(self, limit: int) -> list[OutboxEntry]: ...
+    async def mark_published(self, event_ids: list[str]) -> None: ...
+    async def purge_published(self, older_than: timedelta) -> int: ...
+
+
+class Lease(Protocol):
+    owner: str
+
+    async def acquire(self) -> bool: ...
+    async def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    topic: str
+    lease_length_s: float = 5.0
+    poll_interval_s: float = 0.02
+    batch_size: int = 500
+    retention: timedelta = timedelta(days=7)
+    purge_interval_s: float = 60.0
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    batches: int = 0
+    purged: int = 0
+    active: bool = False
+
+
+def headers_for(entry: OutboxEntry) -> list[tuple[str, bytes]]:
+    return [
+        ("ce_id", entry.event_id.encode()),
+        ("ce_type", entry.event_type.encode()),
+        ("ce_source", CE_SOURCE.encode()),
+        ("ce_specversion", b"1.0"),
+        ("ce_time", entry.created_at.isoformat().encode()),
+        ("content-type", b"application/json"),
+    ]
+
+
+class Relay:
+    def __init__(self, outbox: OutboxReader, lease: Lease, producer: AIOKafkaProducer, options: RelayOptions) -> None:
+        self._outbox = outbox
+        self._lease = lease
+        self._producer = producer
+        self._options = options
+        self._renewed_at = -float("inf")
+        self._last_purge = time.monotonic()
+        self.stats = RelayStats()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    if not await self._hold_lease():
+                        await _wait(stop, self._options.lease_length_s / 5)
+                        continue
+                    if await self.publish_batch() == 0:
+                        await self._purge_if_due()
+                        await _wait(stop, self._options.poll_interval_s)
+                except RetryableError as error:
+                    log.warning("relay store unavailable; retrying", extra={"error": error.message})
+                    await _wait(stop, 0.5)
+        finally:
+            if self.stats.active:
+                with contextlib.suppress(RetryableError):  # else the lease lapses on its own
+                    await self._lease.release()
+
+    async def _hold_lease(self) -> bool:
+        # Renew at a third of the lease so one slow round trip never lets it lapse while active.
+        if self.stats.active and time.monotonic() - self._renewed_at < self._options.lease_length_s / 3:
+            return True
+        active = await self._lease.acquire()
+        if active != self.stats.active:
+            log.info("relay lease %s", "acquired" if active else "lost", extra={"owner": self._lease.owner})
+        self.stats.active = active
+        if active:
+            self._renewed_at = time.monotonic()
+        return active
+
+    async def publish_batch(self) -> int:
+        """Publishes the oldest unpublished entries; returns how many."""
+        entries = await self._outbox.unpublished(self._options.batch_size)
+        if not entries:
+            return 0
+        acknowledgements = [
+            await self._producer.send(
+                self._options.topic,
+                entry.payload,
+                key=entry.key.encode() if entry.key else None,
+                headers=headers_for(entry),
+            )
+            for entry in entries
+        ]
+        await asyncio.gather(*acknowledgements)
+        await self._outbox.mark_published([entry.event_id for entry in entries])
+        self.stats.published += len(entries)
+        self.stats.batches += 1
+        return len(entries)
+
+    async def _purge_if_due(self) -> None:
+        if time.monotonic() - self._last_purge < self._options.purge_interval_s:
+            return
+        self._last_purge = time.monotonic()
+        purged = await self._outbox.purge_published(self._options.retention)
+        self.stats.purged += purged
+        if purged:
+            log.info("purged published outbox entries", extra={"purged": purged})
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,158 @@
+"""In-memory Stripe objects per account: products, prices, customers (with email/phone indexes),
+lists, search and expansion. Invoices and invoice items live in :mod:`stripe_invoices`.
+
+Objects are stored already shaped as Stripe returns them; internal bookkeeping lives beside them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import string
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from stripe_params import (
+    Params,
+    StripeError,
+    check_known,
+    get_bool,
+    get_currency,
+    get_dict,
+    get_int,
+    get_metadata,
+    get_str,
+    invalid,
+    list_args,
+    merge_metadata,
+    missing,
+    no_such,
+)
+from stripe_query import Query, clause_matches
+
+PLATFORM_ACCOUNT = "acct_1PaylinkEmulatorPlatfrm"
+_ALNUM = string.ascii_letters + string.digits
+Obj = dict[str, Any]
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    return f"{prefix}_1" + "".join(random.choices(_ALNUM, k=length - 1))
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def shape(fields: Obj, *, nulls: str = "", zeros: str = "", lists: str = "", falses: str = "") -> Obj:
+    """A Stripe object from its specific ``fields`` plus space-separated names of null/0/[]/false fields."""
+    obj: Obj = dict.fromkeys(nulls.split())
+    obj.update(dict.fromkeys(zeros.split(), 0))
+    obj.update({k: [] for k in lists.split()})
+    obj.update(dict.fromkeys(falses.split(), False))
+    obj.update(fields)
+    return obj
+
+
+@dataclass
+class Saved:
+    """A response saved under an idempotency key."""
+
+    fingerprint: tuple[str, str, str]
+    status: int
+    body: bytes
+
+
+@dataclass
+class Account:
+    id: str
+    products: dict[str, Obj] = field(default_factory=dict)
+    prices: dict[str, Obj] = field(default_factory=dict)
+    customers: dict[str, Obj] = field(default_factory=dict)
+    by_email: dict[str, list[str]] = field(default_factory=dict)  # exact email -> customer ids
+    by_email_ci: dict[str, list[str]] = field(default_factory=dict)  # lower-cased, for search
+    by_phone: dict[str, list[str]] = field(default_factory=dict)
+    searchable_at: dict[str, float] = field(default_factory=dict)  # customer id -> monotonic time
+    invoices: dict[str, Obj] = field(default_factory=dict)
+    invoices_by_customer: dict[str, list[str]] = field(default_factory=dict)
+    items: dict[str, Obj] = field(default_factory=dict)
+    items_by_invoice: dict[str, list[str]] = field(default_factory=dict)
+    line_ids: dict[str, str] = field(default_factory=dict)  # invoice item id -> line item id
+    idempotency: dict[str, Saved] = field(default_factory=dict)
+    seq: dict[str, int] = field(default_factory=dict)  # customer id -> creation order
+    counter: Iterator[int] = field(default_factory=itertools.count)
+
+    def collection(self, object_id: str) -> dict[str, Obj] | None:
+        prefix = object_id.split("_", 1)[0]
+        return {
+            "cus": self.customers,
+            "in": self.invoices,
+            "ii": self.items,
+            "price": self.prices,
+            "prod": self.products,
+        }.get(prefix)
+
+    def get(self, kind: str, table: dict[str, Obj], object_id: str, param: str | None = None) -> Obj:
+        obj = table.get(object_id)
+        if obj is None:
+            raise no_such(kind, object_id, param)
+        return obj
+
+
+class Store:
+    def __init__(self) -> None:
+        self.accounts: dict[str, Account] = {}
+        self.search_delay_s = 0.0
+
+    def account(self, account_id: str | None) -> Account:
+        key = account_id or PLATFORM_ACCOUNT
+        acct = self.accounts.get(key)
+        if acct is None:
+            acct = self.accounts[key] = Account(key)
+        return acct
+
+
+# -- lists and expansion -------------------------------------------------------------------------
+def paginate(objs: list[Obj], p: Params, url: str, kind: str) -> Obj:
+    """``objs`` oldest first; answers Stripe's list object, newest first, with cursor pagination."""
+    limit, after, before = list_args(p)
+    seq = objs[::-1]
+    ids = [o["id"] for o in seq]
+    if after is not None:
+        if after not in ids:
+            raise no_such(kind, after, "starting_after")
+        rest = seq[ids.index(after) + 1 :]
+        page, has_more = rest[:limit], len(rest) > limit
+    elif before is not None:
+        if before not in ids:
+            raise no_such(kind, before, "ending_before")
+        rest = seq[: ids.index(before)]
+        page, has_more = rest[-limit:], len(rest) > limit
+    else:
+        page, has_more = seq[:limit], len(seq) > limit
+    return {"object": "list", "data": page, "has_more": has_more, "url": url}
+
+
+def expand(acct: Account, obj: Obj, paths: list[str]) -> Obj:
+    """Replace id fields named by ``paths`` (``customer``, ``data.customer``, ``invoice``...) by objects."""
+    if not paths:
+        return obj
+    out = dict(obj)
+    for path in paths:
+        head, _, rest = path.partition(".")
+        if head == "data" and isinstance(out.get("data"), list):
+            out["data"] = [expand(acct, item, [rest]) for item in out["data"]]
+            continue
+        value = out.get(head)
+        if isinstance(value, dict) and rest:
+            out[head] = expand(acct, value, [rest])
+            continue
+        table = acct.collection(value) if isinstance(value, str) else None
+        if table is None or value not in table:
+            if value is None and head in out:
+                continue
+            raise invalid(f"This property cannot be expanded ({path}).", "expand")
+        out[head] = expand(acct, table[value], [rest] if rest else [])
+    return out

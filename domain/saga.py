@@ -1,0 +1,272 @@
+"""The payment-link saga: entry points for the worker and ``paylink replay``.
+
+How the worker uses it, per Kafka message::
+
+    try:
+        request = parse_request(raw)                       # domain.intake
+    except PermanentError as error:
+        await saga.reject_unparseable(raw, error)          # PaymentLinkFailed if an event_id was found
+        ... dead-letter the raw bytes, commit
+    else:
+        try:  result = await saga.run(request)             # retried with backoff on RetryableError
+        except RetryableError (retries exhausted) as error:
+            result = await saga.give_up(request, error, attempts)
+        ... commit (the result is in the outbox either way)
+
+- ``run`` starts, resumes or re-reports: a finished saga re-appends its stored result (same event id,
+  so the idempotent outbox stores nothing new). ``RetryableError`` propagates with all progress kept.
+  A ``PermanentError`` at a step ends the saga as ``PaymentLinkFailed``, compensating first.
+- ``give_up`` ends a saga that kept failing transiently: ``PaymentLinkFailed(retryable=true)``, no
+  compensation, state kept so a replay resumes it.
+- ``prepare_replay`` / ``replay`` re-open a failed saga (``paylink replay``).
+
+A compensation that fails permanently (or is given up on) leaves the saga ``compensation_failed``: it
+is logged as an error and reported in the result (``compensated=false``, the message names the
+invoice to clean up); ``prepare_replay`` retries it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from domain.errors import PaylinkError, PermanentError, Reason, ReplayRefusedError, excerpt, safe_message
+from domain.events import PaymentLinkCreated, PaymentLinkFailed, PaymentLinkRequested
+from domain.intake import failure_for_unparseable
+from domain.ports import Billing, Clock, CrmDirectory, IdGenerator, Outbox, SagaStore, Shortener
+from domain.saga_record import SagaFailure, SagaRecord, SagaStatus
+from domain.saga_steps import SagaPorts, SagaRun, first_unfinished_step
+
+log = logging.getLogger("paylink.saga")
+
+Result = PaymentLinkCreated | PaymentLinkFailed
+
+
+class PaymentLinkSaga:
+    def __init__(
+        self,
+        *,
+        crm: CrmDirectory,
+        billing: Billing,
+        shortener: Shortener,
+        store: SagaStore,
+        outbox: Outbox,
+        clock: Clock,
+        ids: IdGenerator,
+        items_per_call: int = 1,
+    ) -> None:
+        """``items_per_call``: line items per ``Billing.add_invoice_items`` call (1 = one POST per item;
+        raise it only with an adapter using a bulk call, and keep it fixed while sagas are in flight)."""
+        self._ports = SagaPorts(crm, billing, shortener, store, clock, items_per_call)
+        self._store = store
+        self._outbox = outbox
+        self._clock = clock
+        self._ids = ids
+
+    async def run(self, request: PaymentLinkRequested) -> Result:
+        """Runs (or resumes) the saga of ``request`` to its terminal result, appended to the outbox.
+
+        Raises ``RetryableError`` when a step hits a transient fault (progress is kept; call again).
+        """
+        record = await self._store.create_if_absent(SagaRecord.start(request, self._clock.now()))
+        if record.is_terminal:
+            return await self._report_again(record)
+        run = SagaRun(self._ports, record)
+        if record.failure is None:
+            try:
+                await run.forward()
+            except PermanentError as error:
+                return await self._fail(run, error)
+            return await self._succeed(run)
+        return await self._compensate(run)  # a permanent failure still owes its compensation
+
+    async def give_up(self, request: PaymentLinkRequested, error: BaseException, attempts: int) -> Result:
+        """Ends the saga after the worker's retries ran out: ``PaymentLinkFailed(retryable=true)``.
+
+        No compensation: the state stays so that a replay resumes at the first unfinished step.
+        ``reason`` is the error's (``stripe_unavailable`` for Stripe faults), else ``internal_error``.
+        """
+        record = await self._store.create_if_absent(SagaRecord.start(request, self._clock.now()))
+        if record.is_terminal:
+            return await self._report_again(record)
+        run = SagaRun(self._ports, record)
+        cause = error.message if isinstance(error, PaylinkError) else excerpt(repr(error), 200)
+        if record.failure is not None:
+            return await self._end_compensation_failed(
+                run, record.failure, f"gave up after {attempts} attempt(s): {cause}"
+            )
+        failure = SagaFailure(
+            reason=error.reason if isinstance(error, PaylinkError) else Reason.INTERNAL_ERROR,
+            message=safe_message(
+                f"gave up after {attempts} attempt(s) at step {run.current_step}: {cause}; "
+                "progress is kept and `paylink replay` resumes it"
+            ),
+            retryable=True,
+            failed_step=first_unfinished_step(record),
+        )
+        return await self._finish(run, SagaStatus.FAILED, failure)
+
+    async def prepare_replay(self, payment_link_id: str) -> PaymentLinkRequested:
+        """Re-opens a failed saga and returns its request, to be passed to ``run``.
+
+        - failed, retryable: resumes at the first unfinished step with the same idempotency keys;
+        - compensation_failed: retries the compensation, then ends failed again;
+        - failed, permanent (compensated or nothing to compensate): starts over with new invoice keys
+          (``restarts`` + 1), a fresh due date, CRM lookups and customer step.
+        ``attempt`` grows by one. Raises ``ReplayRefusedError`` for unknown, running or created sagas.
+        """
+        record = await self._store.load(payment_link_id)
+        if record is None:
+            raise ReplayRefusedError(f"no saga {excerpt(payment_link_id)}")
+        reopened = record.advance(
+            self._clock.now(), status=SagaStatus.RUNNING, attempt=record.attempt + 1, result=None
+        )
+        if record.status is SagaStatus.COMPENSATION_FAILED and record.failure is not None:
+            reopened = reopened.model_copy(
+                update={"failure": record.failure.model_copy(update={"compensation_error": None})}
+            )
+        elif record.status is SagaStatus.FAILED and record.failure is not None and record.failure.retryable:
+            reopened = reopened.model_copy(update={"failure": None})
+        elif record.status is SagaStatus.FAILED:
+            reopened = _started_over(reopened)
+        else:
+            raise ReplayRefusedError(f"saga {excerpt(payment_link_id)} is {record.status}, not failed")
+        await self._store.save(reopened)
+        log.info(
+            "saga re-opened for replay",
+            extra={"payment_link_id": payment_link_id, "attempt": reopened.attempt},
+        )
+        return reopened.request_event()
+
+    async def replay(self, payment_link_id: str) -> Result:
+        """``prepare_replay`` then ``run``; raises like them."""
+        return await self.run(await self.prepare_replay(payment_link_id))
+
+    async def reject_unparseable(self, raw: bytes, error: PermanentError) -> PaymentLinkFailed | None:
+        """Appends the ``PaymentLinkFailed`` for input that failed ``parse_request``, if it has an
+        ``event_id`` (same result event id on every redelivery). Dead-lettering is the caller's job."""
+        event = failure_for_unparseable(raw, error, self._clock.now())
+        if event is not None:
+            await self._outbox.append(event)
+        return event
+
+    async def _report_again(self, record: SagaRecord) -> Result:
+        assert record.result is not None, "terminal sagas always store their result"
+        await self._outbox.append(record.result)
+        return record.result
+
+    async def _succeed(self, run: SagaRun) -> Result:
+        record = run.record
+        invoice = record.invoice
+        assert invoice is not None and invoice.hosted_invoice_url and record.due_date is not None
+        assert record.stripe_account is not None and record.customer_id is not None
+        result = PaymentLinkCreated(
+            event_id=self._ids.new_id(),
+            occurred_at=self._clock.now(),
+            payment_link_id=record.payment_link_id,
+            correlation_id=run.request.correlation_id,
+            account_id=record.account_id,
+            contact_id=record.contact_id,
+            stripe_account=record.stripe_account,
+            customer_id=record.customer_id,
+            invoice_id=invoice.id,
+            invoice_number=invoice.number,
+            status=invoice.status,
+            amount_due=invoice.amount_due,
+            currency=invoice.currency,
+            due_date=record.due_date,
+            hosted_invoice_url=invoice.hosted_invoice_url,
+            invoice_pdf=invoice.invoice_pdf,
+            short_url=record.short_url,
+            url=record.short_url or invoice.hosted_invoice_url,
+        )
+        await run.persist(status=SagaStatus.CREATED, result=result)
+        await self._outbox.append(result)
+        return result
+
+    async def _fail(self, run: SagaRun, error: PermanentError) -> Result:
+        failure = SagaFailure(
+            reason=error.reason, message=error.message, retryable=False, failed_step=run.current_step
+        )
+        log.info(
+            "saga failed permanently",
+            extra={
+                "payment_link_id": run.record.payment_link_id,
+                "reason": str(error.reason),
+                "step": str(run.current_step),
+            },
+        )
+        if run.record.invoice_id is None:
+            return await self._finish(run, SagaStatus.FAILED, failure)
+        # Record the debt first: if compensation is interrupted, the next run resumes it.
+        await run.persist(failure=failure)
+        return await self._compensate(run)
+
+    async def _compensate(self, run: SagaRun) -> Result:
+        failure = run.record.failure
+        assert failure is not None
+        try:
+            compensated = await run.undo_invoice()
+        except PermanentError as error:
+            return await self._end_compensation_failed(run, failure, error.message)
+        return await self._finish(
+            run, SagaStatus.FAILED, failure.model_copy(update={"compensated": compensated})
+        )
+
+    async def _end_compensation_failed(self, run: SagaRun, failure: SagaFailure, problem: str) -> Result:
+        log.error(
+            "compensation failed; the invoice needs manual cleanup",
+            extra={
+                "payment_link_id": run.record.payment_link_id,
+                "invoice_id": run.record.invoice_id,
+                "problem": problem,
+            },
+        )
+        failure = failure.model_copy(
+            update={
+                "compensated": False,
+                "compensation_error": problem,
+                "message": safe_message(
+                    f"{failure.message}; compensation failed, invoice {run.record.invoice_id} on "
+                    f"{run.record.stripe_account} needs manual cleanup: {problem}"
+                ),
+            }
+        )
+        return await self._finish(run, SagaStatus.COMPENSATION_FAILED, failure)
+
+    async def _finish(self, run: SagaRun, status: SagaStatus, failure: SagaFailure) -> Result:
+        result = PaymentLinkFailed(
+            event_id=self._ids.new_id(),
+            occurred_at=self._clock.now(),
+            payment_link_id=run.record.payment_link_id,
+            correlation_id=run.request.correlation_id,
+            account_id=run.record.account_id,
+            contact_id=run.record.contact_id,
+            reason=failure.reason,
+            message=failure.message,
+            retryable=failure.retryable,
+            failed_step=failure.failed_step,
+            compensated=failure.compensated,
+            attempt=run.record.attempt,
+        )
+        # Result first, then the outbox: a crash in between re-appends this same event on redelivery.
+        await run.persist(status=status, failure=failure, result=result)
+        await self._outbox.append(result)
+        return result
+
+
+def _started_over(record: SagaRecord) -> SagaRecord:
+    return record.model_copy(
+        update={
+            "restarts": record.restarts + 1,
+            "failure": None,
+            "due_date": None,
+            "stripe_account": None,
+            "description": None,
+            "customer_id": None,
+            "invoice_id": None,
+            "items_added": 0,
+            "invoice": None,
+            "shortened": False,
+            "short_url": None,
+        }
+    )

@@ -1,0 +1,224 @@
+"""An in-memory Stripe for the ``Billing`` port: stateful, idempotent, strict, and breakable on demand.
+
+- every POST honours its idempotency key like Stripe: the same key with the same parameters returns the
+  first result, with other parameters fails (``stripe_invalid_request``); errors are not remembered;
+- ``created`` counts objects really created (customers, invoices, invoice items): a replayed POST
+  does not count, so "nothing was created twice" is ``created`` equal to a clean run's;
+- ``faults.add(call, error, times=1|N|None, after_effect=False)`` fails a call before it acts, or
+  after (``after_effect=True``: the effect happens but the caller sees the error, a lost response).
+  Calls: the port's method names, plus ``add_invoice_item`` (each item within a batch).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from domain.billing import DraftInvoice, FinalizedInvoice, InvoiceItem, InvoiceStatus, NewCustomer
+from domain.errors import PermanentError, Reason
+from domain.ports import Clock
+from tests.fakes import stripe_rules
+from tests.fakes.faults import FaultPlan
+
+T = TypeVar("T")
+_CLAUSE = re.compile(r'(\w+):"((?:[^"\\]|\\.)*)"')
+
+
+@dataclass
+class FakeInvoice:
+    id: str
+    stripe_account: str
+    params: dict[str, Any]
+    status: InvoiceStatus = "draft"
+    items: list[dict[str, Any]] = field(default_factory=list)
+    number: str | None = None
+
+
+class FakeBilling:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.faults = FaultPlan()
+        self.created: Counter[str] = Counter()
+        self.calls: list[str] = []
+        self.keys_used: list[tuple[str, str]] = []
+        self.customers: dict[str, dict[str, Any]] = {}  # id → params (+ "stripe_account")
+        self.invoices: dict[str, FakeInvoice] = {}
+        self.prices: dict[tuple[str, str], tuple[int, str]] = {}  # (account, price id) → (unit, currency)
+        self._idempotent: dict[tuple[str, str], tuple[str, Any]] = {}
+        self._sequence = 0
+
+    # --- test setup and inspection -------------------------------------------------------------
+
+    def add_price(self, stripe_account: str, price_id: str, unit_amount: int, currency: str) -> None:
+        self.prices[(stripe_account, price_id)] = (unit_amount, currency)
+
+    def add_customer(self, stripe_account: str, **params: Any) -> str:
+        customer_id = self._new_id("cus")
+        self.customers[customer_id] = {**params, "stripe_account": stripe_account}
+        return customer_id
+
+    def unfinished_invoices(self) -> list[FakeInvoice]:
+        """Invoices a failed saga would have left behind (drafts and open invoices)."""
+        return [invoice for invoice in self.invoices.values() if invoice.status in ("draft", "open")]
+
+    # --- the Billing port ----------------------------------------------------------------------
+
+    async def search_customers(self, stripe_account: str, query: str) -> list[str]:
+        self._enter("search_customers")
+        wanted = [(name, _unescape(value)) for name, value in _CLAUSE.findall(query)]
+        return [
+            customer_id
+            for customer_id, params in reversed(self.customers.items())
+            if params["stripe_account"] == stripe_account and any(params.get(name) == value for name, value in wanted)
+        ]
+
+    async def create_customer(self, stripe_account: str, customer: NewCustomer, idempotency_key: str) -> str:
+        params = customer.stripe_params()
+
+        def create() -> str:
+            stripe_rules.check_customer(params)
+            self.created["customer"] += 1
+            return self.add_customer(stripe_account, **params)
+
+        return self._post("create_customer", stripe_account, idempotency_key, params, create)
+
+    async def create_draft_invoice(self, stripe_account: str, draft: DraftInvoice, idempotency_key: str) -> str:
+        params = draft.stripe_params()
+
+        def create() -> str:
+            stripe_rules.check_draft(params, self._clock.now().timestamp())
+            customer = self.customers.get(params["customer"])
+            if customer is None or customer["stripe_account"] != stripe_account:
+                raise stripe_rules.invalid(f"No such customer: {params['customer']}")
+            invoice = FakeInvoice(self._new_id("in"), stripe_account, params)
+            self.invoices[invoice.id] = invoice
+            self.created["invoice"] += 1
+            return invoice.id
+
+        return self._post("create_draft_invoice", stripe_account, idempotency_key, params, create)
+
+    async def add_invoice_items(
+        self, stripe_account: str, invoice_id: str, items: Sequence[InvoiceItem], idempotency_key: str
+    ) -> None:
+        self.faults.check("add_invoice_items")
+        self.calls.append("add_invoice_items")
+        for item in items:
+            params = item.stripe_params(invoice_id)
+            self._post("add_invoice_item", stripe_account, item.idempotency_key, params, self._item_adder(params))
+        self.faults.check("add_invoice_items", after_effect=True)
+
+    def _item_adder(self, params: dict[str, Any]) -> Callable[[], str]:
+        def add() -> str:
+            stripe_rules.check_item(params)
+            invoice = self.invoices.get(params["invoice"])
+            if invoice is None or invoice.status != "draft":
+                raise stripe_rules.invalid("invoice items can only be added to a draft invoice")
+            unit, currency = self._unit_price(invoice, params)
+            if currency != invoice.params["currency"]:
+                raise stripe_rules.invalid("the price's currency differs from the invoice's")
+            if len(invoice.items) >= stripe_rules.MAX_INVOICE_LINES:
+                raise stripe_rules.invalid("at most 250 invoice items")
+            item_id = self._new_id("ii")
+            invoice.items.append({**params, "id": item_id, "amount": unit * params["quantity"]})
+            self.created["invoice_item"] += 1
+            return item_id
+
+        return add
+
+    def _unit_price(self, invoice: FakeInvoice, params: dict[str, Any]) -> tuple[int, str]:
+        if "pricing" in params:
+            price = self.prices.get((invoice.stripe_account, params["pricing"]["price"]))
+            if price is None:
+                raise PermanentError(Reason.PRICE_NOT_FOUND, f"No such price: {params['pricing']['price']}")
+            return price
+        return int(params["unit_amount_decimal"]), params["currency"]
+
+    async def finalize_invoice(self, stripe_account: str, invoice_id: str, idempotency_key: str) -> FinalizedInvoice:
+        def finalize() -> FinalizedInvoice:
+            invoice = self._invoice(stripe_account, invoice_id)
+            if invoice.status == "draft":
+                self._sequence += 1
+                invoice.number = f"INV-{self._sequence:04d}"
+                invoice.status = "open" if self._amount_due(invoice) > 0 else "paid"
+            return self._finalized(invoice)
+
+        return self._post("finalize_invoice", stripe_account, idempotency_key, {"auto_advance": False}, finalize)
+
+    async def invoice_status(self, stripe_account: str, invoice_id: str) -> InvoiceStatus | None:
+        self._enter("invoice_status")
+        invoice = self.invoices.get(invoice_id)
+        return invoice.status if invoice is not None and invoice.stripe_account == stripe_account else None
+
+    async def delete_draft(self, stripe_account: str, invoice_id: str) -> None:
+        self._enter("delete_draft")
+        invoice = self.invoices.get(invoice_id)
+        if invoice is None:
+            return
+        if invoice.status != "draft":
+            raise stripe_rules.invalid("only drafts can be deleted")
+        del self.invoices[invoice_id]  # its invoice items go with it
+        self.faults.check("delete_draft", after_effect=True)
+
+    async def void_invoice(self, stripe_account: str, invoice_id: str, idempotency_key: str) -> None:
+        def void() -> None:
+            invoice = self._invoice(stripe_account, invoice_id)
+            if invoice.status not in ("open", "uncollectible", "void"):
+                raise stripe_rules.invalid(f"cannot void a {invoice.status} invoice")
+            invoice.status = "void"
+
+        self._post("void_invoice", stripe_account, idempotency_key, {}, void)
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    def _enter(self, call: str) -> None:
+        self.faults.check(call)
+        self.calls.append(call)
+
+    def _post(self, call: str, account: str, key: str, params: dict[str, Any], effect: Callable[[], T]) -> T:
+        self._enter(call)
+        self.keys_used.append((call, key))
+        fingerprint = json.dumps(params, sort_keys=True)
+        remembered = self._idempotent.get((account, key))
+        if remembered is not None:
+            if remembered[0] != fingerprint:
+                raise stripe_rules.invalid(f"idempotency key {key} reused with different parameters")
+            result: T = remembered[1]
+        else:
+            result = effect()
+            self._idempotent[(account, key)] = (fingerprint, result)
+        self.faults.check(call, after_effect=True)
+        return result
+
+    def _invoice(self, stripe_account: str, invoice_id: str) -> FakeInvoice:
+        invoice = self.invoices.get(invoice_id)
+        if invoice is None or invoice.stripe_account != stripe_account:
+            raise stripe_rules.invalid(f"No such invoice: {invoice_id}")
+        return invoice
+
+    @staticmethod
+    def _amount_due(invoice: FakeInvoice) -> int:
+        return sum(item["amount"] for item in invoice.items)
+
+    def _finalized(self, invoice: FakeInvoice) -> FinalizedInvoice:
+        return FinalizedInvoice(
+            id=invoice.id,
+            number=invoice.number,
+            status=invoice.status,
+            amount_due=self._amount_due(invoice),
+            currency=invoice.params["currency"],
+            hosted_invoice_url=f"https://invoice.stripe.test/{invoice.id}",
+            invoice_pdf=f"https://invoice.stripe.test/{invoice.id}/pdf",
+            due_date=invoice.params["due_date"],
+        )
+
+    def _new_id(self, prefix: str) -> str:
+        self._sequence += 1
+        return f"{prefix}_{self._sequence:06d}"
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", r"\1", value)
