@@ -117,9 +117,7 @@ class PaymentLinkRequested(BaseModel):
     correlation_id: Identifier | None = None
     account_id: Identifier
     contact_id: Identifier
-    currency: Annotated[str, StringConstraints(pattern=r"^[a-z]{3}$")] = Field(
-        description="ISO 4217 code, lower case"
-    )
+    currency: str = Field(description="ISO 4217 code, lower case", json_schema_extra={"pattern": "^[a-z]{3}$"})
     due_date: date | None = None
     days_until_due: Annotated[int, Field(ge=1, le=MAX_DAYS_UNTIL_DUE)] | None = None
     description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS)] | None = None
@@ -136,6 +134,17 @@ class PaymentLinkRequested(BaseModel):
             raise PydanticCustomError(
                 "uuid_format", "event_id must be a UUID, got {value}", {"value": excerpt(value)}
             ) from None
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_is_lower_case_iso_code(cls, value: str) -> str:
+        if len(value) != 3 or not value.isascii() or not value.isalpha() or not value.islower():
+            raise PydanticCustomError(
+                "currency_format",
+                "currency must be a lower-case ISO 4217 code such as 'usd', got {value}",
+                {"value": excerpt(value, 10)},
+            )
+        return value
 
     @field_validator("line_items", mode="before")
     @classmethod

@@ -32,16 +32,15 @@ UNPARSEABLE_NAMESPACE = uuid.UUID("6f1d8a52-3c4e-4b8e-9a57-2f0b7f5d9c11")
 _LINE_ITEM_FIELDS = {"line_items"}
 _DUE_DATE_FIELDS = {"due_date", "days_until_due"}
 _DUE_DATE_ERROR_TYPES = {"due_date_choice"}
+_REASON_PRIORITY = [Reason.INVALID_EVENT, Reason.INVALID_LINE_ITEMS, Reason.INVALID_DUE_DATE]
 
 
 def parse_request(raw: bytes) -> PaymentLinkRequested:
     """Validates a Kafka message value. Raises ``PermanentError`` (never anything else)."""
     try:
         return PaymentLinkRequested.model_validate_json(raw)
-    except ValidationError as error:
+    except ValidationError as error:  # also what pydantic raises for undecodable or non-JSON bytes
         raise _permanent_error(error) from None
-    except (ValueError, TypeError) as error:  # e.g. bytes that are not UTF-8 in some pydantic paths
-        raise PermanentError(Reason.INVALID_EVENT, f"message is not valid JSON: {excerpt(error)}") from None
 
 
 def _permanent_error(error: ValidationError) -> PermanentError:
@@ -55,11 +54,8 @@ def _permanent_error(error: ValidationError) -> PermanentError:
 
 def _reason_of(problems: list[Any]) -> Reason:
     # The most fundamental problem wins: a broken envelope makes line items and due dates moot.
-    kinds = {_kind_of(problem) for problem in problems}
-    for reason in (Reason.INVALID_EVENT, Reason.INVALID_LINE_ITEMS, Reason.INVALID_DUE_DATE):
-        if reason in kinds:
-            return reason
-    return Reason.INVALID_EVENT
+    kinds = {_kind_of(problem) for problem in problems} or {Reason.INVALID_EVENT}
+    return min(kinds, key=_REASON_PRIORITY.index)
 
 
 def _kind_of(problem: Any) -> Reason:
@@ -79,7 +75,7 @@ def _describe(problem: Any) -> str:
     # line_items.<i>.<tag>.<field>: the union's tag ("price"/"amount") is noise for the producer.
     if len(location) > 3 and location[0] == "line_items" and location[2] in ("price", "amount"):
         del location[2]
-    where = ".".join(str(part) for part in location) or "message"
+    where = ".".join(str(part) for part in location) or "request"
     return f"{excerpt(where, 80)}: {excerpt(problem['msg'], 200)}"
 
 

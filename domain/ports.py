@@ -43,9 +43,7 @@ class CrmDirectory(Protocol):
         """
         ...
 
-    async def link_customer(
-        self, account_id: str, contact_id: str, stripe_account: str, customer_id: str
-    ) -> str:
+    async def link_customer(self, account_id: str, contact_id: str, stripe_account: str, customer_id: str) -> str:
         """Sets ``stripe_customers.<stripe_account> = customer_id`` only if no link exists for that Stripe
         account, and returns the customer that is linked afterwards (an existing link wins; do it
         atomically, e.g. a conditional update then a read). Idempotent. Raises
@@ -73,9 +71,7 @@ class Billing(Protocol):
         """Creates the customer (``customer.stripe_params()``); returns its id ("cus_…")."""
         ...
 
-    async def create_draft_invoice(
-        self, stripe_account: str, draft: DraftInvoice, idempotency_key: str
-    ) -> str:
+    async def create_draft_invoice(self, stripe_account: str, draft: DraftInvoice, idempotency_key: str) -> str:
         """Creates the draft (``draft.stripe_params()``); returns its id ("in_…")."""
         ...
 
@@ -91,9 +87,7 @@ class Billing(Protocol):
         """
         ...
 
-    async def finalize_invoice(
-        self, stripe_account: str, invoice_id: str, idempotency_key: str
-    ) -> FinalizedInvoice:
+    async def finalize_invoice(self, stripe_account: str, invoice_id: str, idempotency_key: str) -> FinalizedInvoice:
         """Finalises with ``auto_advance=false`` (Stripe sends nothing). Idempotent: if the invoice is
         already finalised (e.g. the idempotency key expired after a long pause), return its state."""
         ...

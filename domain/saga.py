@@ -68,6 +68,10 @@ class PaymentLinkSaga:
         Raises ``RetryableError`` when a step hits a transient fault (progress is kept; call again).
         """
         record = await self._store.create_if_absent(SagaRecord.start(request, self._clock.now()))
+        if record.request != request.model_dump(mode="json"):
+            # Same event_id, other body: the producer broke the idempotency contract. The stored request
+            # wins (identical Stripe parameters on every retry); the difference is only logged.
+            log.warning("event_id reused with a different request; the first one wins", extra=_context(record))
         if record.is_terminal:
             return await self._report_again(record)
         run = SagaRun(self._ports, record)
@@ -117,9 +121,7 @@ class PaymentLinkSaga:
         record = await self._store.load(payment_link_id)
         if record is None:
             raise ReplayRefusedError(f"no saga {excerpt(payment_link_id)}")
-        reopened = record.advance(
-            self._clock.now(), status=SagaStatus.RUNNING, attempt=record.attempt + 1, result=None
-        )
+        reopened = record.advance(self._clock.now(), status=SagaStatus.RUNNING, attempt=record.attempt + 1, result=None)
         if record.status is SagaStatus.COMPENSATION_FAILED and record.failure is not None:
             reopened = reopened.model_copy(
                 update={"failure": record.failure.model_copy(update={"compensation_error": None})}
@@ -131,10 +133,7 @@ class PaymentLinkSaga:
         else:
             raise ReplayRefusedError(f"saga {excerpt(payment_link_id)} is {record.status}, not failed")
         await self._store.save(reopened)
-        log.info(
-            "saga re-opened for replay",
-            extra={"payment_link_id": payment_link_id, "attempt": reopened.attempt},
-        )
+        log.info("saga re-opened for replay", extra=_context(reopened))
         return reopened.request_event()
 
     async def replay(self, payment_link_id: str) -> Result:
@@ -184,16 +183,10 @@ class PaymentLinkSaga:
         return result
 
     async def _fail(self, run: SagaRun, error: PermanentError) -> Result:
-        failure = SagaFailure(
-            reason=error.reason, message=error.message, retryable=False, failed_step=run.current_step
-        )
+        failure = SagaFailure(reason=error.reason, message=error.message, retryable=False, failed_step=run.current_step)
         log.info(
             "saga failed permanently",
-            extra={
-                "payment_link_id": run.record.payment_link_id,
-                "reason": str(error.reason),
-                "step": str(run.current_step),
-            },
+            extra={**_context(run.record), "reason": str(error.reason), "step": str(run.current_step)},
         )
         if run.record.invoice_id is None:
             return await self._finish(run, SagaStatus.FAILED, failure)
@@ -208,29 +201,14 @@ class PaymentLinkSaga:
             compensated = await run.undo_invoice()
         except PermanentError as error:
             return await self._end_compensation_failed(run, failure, error.message)
-        return await self._finish(
-            run, SagaStatus.FAILED, failure.model_copy(update={"compensated": compensated})
-        )
+        return await self._finish(run, SagaStatus.FAILED, failure.model_copy(update={"compensated": compensated}))
 
     async def _end_compensation_failed(self, run: SagaRun, failure: SagaFailure, problem: str) -> Result:
         log.error(
             "compensation failed; the invoice needs manual cleanup",
-            extra={
-                "payment_link_id": run.record.payment_link_id,
-                "invoice_id": run.record.invoice_id,
-                "problem": problem,
-            },
+            extra={**_context(run.record), "invoice_id": run.record.invoice_id, "problem": problem},
         )
-        failure = failure.model_copy(
-            update={
-                "compensated": False,
-                "compensation_error": problem,
-                "message": safe_message(
-                    f"{failure.message}; compensation failed, invoice {run.record.invoice_id} on "
-                    f"{run.record.stripe_account} needs manual cleanup: {problem}"
-                ),
-            }
-        )
+        failure = failure.model_copy(update={"compensated": False, "compensation_error": problem})
         return await self._finish(run, SagaStatus.COMPENSATION_FAILED, failure)
 
     async def _finish(self, run: SagaRun, status: SagaStatus, failure: SagaFailure) -> Result:
@@ -242,7 +220,7 @@ class PaymentLinkSaga:
             account_id=run.record.account_id,
             contact_id=run.record.contact_id,
             reason=failure.reason,
-            message=failure.message,
+            message=_event_message(run.record, failure),
             retryable=failure.retryable,
             failed_step=failure.failed_step,
             compensated=failure.compensated,
@@ -270,3 +248,16 @@ def _started_over(record: SagaRecord) -> SagaRecord:
             "short_url": None,
         }
     )
+
+
+def _event_message(record: SagaRecord, failure: SagaFailure) -> str:
+    if failure.compensation_error is None:
+        return failure.message
+    return safe_message(
+        f"{failure.message}; compensation failed, invoice {record.invoice_id} on {record.stripe_account} "
+        f"needs manual cleanup: {failure.compensation_error}"
+    )
+
+
+def _context(record: SagaRecord) -> dict[str, object]:
+    return {"payment_link_id": record.payment_link_id, "account_id": record.account_id, "attempt": record.attempt}

@@ -92,14 +92,14 @@ class SagaRun:
             return
         stripe_account = await self._connected_account()
         contact = await self._contact()
-        customer_id = contact.stripe_customers.get(stripe_account) or await self._find_or_create_customer(
-            stripe_account, contact
-        )
-        linked = await self._ports.crm.link_customer(
-            self.request.account_id, self.request.contact_id, stripe_account, customer_id
-        )
-        if linked != customer_id:
-            log.info("another customer was linked first; using it", extra=self._log_context())
+        linked = contact.stripe_customers.get(stripe_account)
+        if linked is None:
+            customer_id = await self._find_or_create_customer(stripe_account, contact)
+            linked = await self._ports.crm.link_customer(
+                self.request.account_id, self.request.contact_id, stripe_account, customer_id
+            )
+            if linked != customer_id:
+                log.info("another customer was linked first; using it", extra=self._log_context())
         await self.persist(
             stripe_account=stripe_account, description=self._invoice_description(contact), customer_id=linked
         )
@@ -119,8 +119,7 @@ class SagaRun:
         if contact is None:
             raise PermanentError(
                 Reason.CONTACT_NOT_FOUND,
-                f"contact {excerpt(self.request.contact_id)} not found in account "
-                f"{excerpt(self.request.account_id)}",
+                f"contact {excerpt(self.request.contact_id)} not found in account {excerpt(self.request.account_id)}",
             )
         return contact
 
@@ -145,12 +144,7 @@ class SagaRun:
         record = self.record
         if record.invoice_id is not None:
             return
-        assert (
-            record.due_date is not None
-            and record.customer_id
-            and record.stripe_account
-            and record.description
-        )
+        assert record.due_date is not None and record.customer_id and record.stripe_account and record.description
         metadata = {
             **self.request.metadata,
             "payment_link_id": record.payment_link_id,
@@ -166,9 +160,7 @@ class SagaRun:
             description=record.description,
             metadata=metadata,
         )
-        invoice_id = await self._ports.billing.create_draft_invoice(
-            record.stripe_account, draft, record.keys.draft()
-        )
+        invoice_id = await self._ports.billing.create_draft_invoice(record.stripe_account, draft, record.keys.draft())
         await self.persist(invoice_id=invoice_id)
 
     async def add_items(self) -> None:
@@ -204,9 +196,7 @@ class SagaRun:
             self.record.stripe_account, self.record.invoice_id, self.record.keys.finalise()
         )
         if not invoice.hosted_invoice_url:
-            raise PermanentError(
-                Reason.STRIPE_INVALID_REQUEST, "Stripe finalised the invoice without a hosted URL"
-            )
+            raise PermanentError(Reason.STRIPE_INVALID_REQUEST, "Stripe finalised the invoice without a hosted URL")
         await self.persist(invoice=invoice)
 
     async def shorten(self) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from bson.binary import Binary
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from adapters.mongo.errors import store_errors
 
@@ -55,28 +56,28 @@ class MongoDeadLetters:
     ) -> str:
         letter_id = f"{topic}:{partition}:{offset}"
         now = datetime.now(UTC)
+        update = {
+            "$setOnInsert": {
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "raw": Binary(raw),
+                "first_failed_at": now,
+            },
+            "$set": {
+                "reason": reason,
+                "message": message,
+                "event_id": event_id,
+                "account_id": account_id,
+                "failed_at": now,
+            },
+            "$inc": {"attempts": 1},
+        }
         with store_errors("dead letter record"):
-            await self._letters.update_one(
-                {"_id": letter_id},
-                {
-                    "$setOnInsert": {
-                        "topic": topic,
-                        "partition": partition,
-                        "offset": offset,
-                        "raw": Binary(raw),
-                        "first_failed_at": now,
-                    },
-                    "$set": {
-                        "reason": reason,
-                        "message": message,
-                        "event_id": event_id,
-                        "account_id": account_id,
-                        "failed_at": now,
-                    },
-                    "$inc": {"attempts": 1},
-                },
-                upsert=True,
-            )
+            try:
+                await self._letters.update_one({"_id": letter_id}, update, upsert=True)
+            except DuplicateKeyError:  # two first-ever upserts of one id raced: the record exists now
+                await self._letters.update_one({"_id": letter_id}, update)
         return letter_id
 
     async def get(self, letter_id: str) -> DeadLetter | None:

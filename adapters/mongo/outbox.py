@@ -16,6 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from adapters.mongo.errors import store_errors
+from domain.errors import RetryableError
 
 Document = dict[str, Any]
 
@@ -53,16 +54,11 @@ class MongoOutbox:
     async def append(self, event: ResultEvent) -> None:
         """Stores ``event`` once: a second append of the same ``event_id`` changes nothing."""
         with store_errors("outbox append"):
-            if await self._entries.find_one({"_id": event.event_id}, {"_id": 1}) is not None:
-                return
-            counter = await self._counters.find_one_and_update(
-                {"_id": "outbox"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
-            )
             try:
                 await self._entries.insert_one(
                     {
                         "_id": event.event_id,
-                        "seq": counter["seq"] if counter else 0,
+                        "seq": await self._next_seq(),
                         "key": event.contact_id,
                         "event_type": event.event_type,
                         "payload": event.model_dump_json(),
@@ -72,7 +68,18 @@ class MongoOutbox:
                     }
                 )
             except DuplicateKeyError:
-                return  # a concurrent append of the same event won
+                return  # appended before (a redelivery, or a concurrent append of the same event)
+
+    async def _next_seq(self) -> int:
+        for _ in range(3):
+            try:
+                counter = await self._counters.find_one_and_update(
+                    {"_id": "outbox"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+                )
+                return int(counter["seq"]) if counter else 0
+            except DuplicateKeyError:
+                continue  # two first-ever upserts raced; the counter exists now
+        raise RetryableError("internal_error", "outbox sequence counter is contended")
 
     async def unpublished(self, limit: int) -> list[OutboxEntry]:
         """The oldest unpublished entries, in insertion order."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+import zlib
 from datetime import UTC, datetime, timedelta
 
 
@@ -39,4 +40,4 @@ class FakeShortener:
             raise RuntimeError("shortener exploded")
         if self.mode == "none":
             return None
-        return f"https://pl.test/{len(self.calls)}"
+        return f"https://pl.test/{zlib.crc32(url.encode()):08x}"  # stable per URL, like most shorteners

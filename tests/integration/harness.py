@@ -138,7 +138,8 @@ class ResultCollector:
     async def __aenter__(self) -> ResultCollector:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap_servers)
         await self._consumer.start()
-        partitions = await self._consumer.partitions_for_topic(self._settings.results_topic) or set()
+        # The tests create the topic with ``topic_partitions`` partitions (create_topics).
+        partitions = range(self._settings.topic_partitions)
         assigned = [TopicPartition(self._settings.results_topic, p) for p in partitions]
         self._consumer.assign(assigned)
         await self._consumer.seek_to_beginning(*assigned)

@@ -43,7 +43,7 @@ SECRET_SETTINGS = {
 } | {"PAYLINK_MONGODB_URI"}
 SETTINGS_ENV = {f"PAYLINK_{name.upper()}" for name in Settings.model_fields}
 PAYLINK_VAR = re.compile(r"\bPAYLINK_[A-Z0-9_]*[A-Z0-9]\b")
-STRIPE_KEY = re.compile(r"\b(sk|rk|pk)_(live|test)_", re.IGNORECASE)
+STRIPE_KEY = re.compile(r"\b(sk|rk|pk)_(live|test)", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -601,6 +601,22 @@ def test_compose_depends_on_conditions_hold() -> None:
     for emulator in ("stripe-emulator", "shortener-emulator"):
         assert services["worker"]["depends_on"][emulator]["condition"] == "service_healthy"
     assert services["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_compose_one_shots_are_awaited() -> None:
+    """`docker compose up --wait` exits non-zero on a finished one-shot unless a running service waits for
+    it with `service_completed_successfully` (docker/compose#10596)."""
+    services = compose()["services"]
+    one_shots = {name for name, svc in services.items() if svc.get("restart") == "no"}
+    assert {"topics", "crm-seed"} <= one_shots
+    awaited = {
+        target
+        for svc in services.values()
+        if svc.get("restart") != "no"
+        for target, spec in (svc.get("depends_on") or {}).items()
+        if spec.get("condition") == "service_completed_successfully"
+    }
+    assert one_shots <= awaited, f"one-shots no running service waits for: {one_shots - awaited}"
 
 
 def test_emulator_scripts_exist() -> None:

@@ -17,10 +17,10 @@ Every emulator (Stripe, shortener) owns one :class:`ControlPlane`. Its API, moun
 A fault is ``{"path", "method"?, "status"?, "rate"?, "count"?, "latency_ms"?, "phase"?, "account"?,
 "code"?, "message"?, "should_retry"?}``:
 
-* ``path``: without ``*`` or ``{...}`` it is a prefix on segment boundaries (``/v1/invoices`` matches
-  ``/v1/invoices`` and ``/v1/invoices/in_1/finalize`` but not ``/v1/invoiceitems``). With wildcards it
-  must match the whole path: ``{id}`` (any ``{name}``) is exactly one segment, ``*`` is any run of
-  characters including ``/``. Example: ``/v1/invoices/{id}/finalize``, ``/v1/invoices*``.
+* ``path``: without ``*`` or ``{...}`` it is a prefix ending at a segment boundary (``/v1/invoices``
+  matches ``/v1/invoices`` and ``/v1/invoices/in_1/finalize``; ``/v1/invoice`` matches neither).
+  With wildcards it must match the whole path: ``{id}`` (any ``{name}``) is exactly one segment,
+  ``*`` is any run of characters including ``/``. Examples: ``/v1/invoices/{id}/finalize``, ``/v1/*``.
 * ``method``: optional, case-insensitive. ``account``: optional, only requests of that account/client.
 * ``status``: an HTTP status answered with the emulator's error body, ``0`` to reset the TCP
   connection without any response, or absent/``null`` for a latency-only fault.
@@ -41,24 +41,17 @@ N requests per rolling second per account (requests rejected with 429 do not cou
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import random
 import re
-import socket
-import struct
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
 
 PHASES = ("before", "after")
 FAULT_KEYS = {

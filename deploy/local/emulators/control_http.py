@@ -15,12 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from control import ConnectionReset, ControlError, ControlPlane
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-from control import ConnectionReset, ControlError, ControlPlane
 
 
 def control_routes(plane: ControlPlane) -> list[BaseRoute]:
@@ -102,10 +101,8 @@ class ResettableApp:
                 raise RuntimeError("cannot reset the connection: server transport not reachable") from None
             sock = transport.get_extra_info("socket")
             if sock is not None:
-                try:
+                with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                except OSError:
-                    pass
             transport.abort()
             for _ in range(20):
                 if getattr(cycle, "disconnected", True):

@@ -25,22 +25,21 @@ import re
 import string
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stripe_invoices as inv
-import stripe_items as items
 import stripe_store as st
-from control import ControlError, ControlPlane, Fault, ResettableApp, serve
+from control import ControlError, ControlPlane, Fault
+from control_http import ResettableApp, control_routes, serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
-from stripe_params import Params, StripeError, check_known, get_str, invalid, parse_form
-from stripe_query import QueryError, parse_query
+from stripe_params import Params, StripeError, parse_form
+from stripe_routes import ROUTES, Ctx, Handler
 
 _ID_SEGMENT = re.compile(r"(?<=/)(cus|in|ii|il|price|prod|acct)_[^/]+")
 LOCK_MESSAGE = (
@@ -64,22 +63,14 @@ def _redact(key: str) -> str:
     return key[:8] + "*" * max(len(key) - 12, 0) + key[-4:] if len(key) > 12 else key
 
 
-@dataclass
-class Ctx:
-    store: st.Store
-    acct: st.Account
-    params: Params
-    ids: dict[str, str]
-    path: str
-
-
-Handler = Callable[[Ctx], Any]
-
-
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    hdrs = {"Request-Id": "req_" + "".join(random.choices(string.ascii_letters + string.digits, k=14))}
+    hdrs = {"Request-Id": _request_id()}
     hdrs.update(headers or {})
     return Response(json.dumps(body), status_code=status, media_type="application/json", headers=hdrs)
+
+
+def _request_id() -> str:
+    return "req_" + "".join(random.choices(string.ascii_letters + string.digits, k=14))
 
 
 def error_response(err: StripeError) -> Response:
@@ -227,7 +218,7 @@ class StripeEmulator:
                     saved.body,
                     status_code=saved.status,
                     media_type="application/json",
-                    headers={"Idempotent-Replayed": "true", "Idempotency-Key": key},
+                    headers={"Idempotent-Replayed": "true", "Idempotency-Key": key, "Request-Id": _request_id()},
                 )
         save = True
         headers: dict[str, str] = {}
@@ -242,6 +233,7 @@ class StripeEmulator:
             status, body = 500, StripeError(500, f"{SERVER_MESSAGE} ({exc!r})", type_="api_error").body()
             headers = {"Stripe-Should-Retry": "false"}
         payload = json.dumps(body).encode()
+        headers["Request-Id"] = _request_id()
         if key is not None:
             headers["Idempotency-Key"] = key
             if save:
@@ -277,8 +269,8 @@ class StripeEmulator:
         routes = [
             Route(path, self.endpoint(handlers), methods=["GET", "POST", "DELETE"]) for path, handlers in ROUTES.items()
         ]
-        control = [*self.control.routes(), Route("/_emulator/objects", self.objects, methods=["GET"])]
-        return ResettableApp(Router(routes=control + routes, default=_not_found))
+        control = [*control_routes(self.control), Route("/_emulator/objects", self.objects, methods=["GET"])]
+        return ResettableApp(Router(routes=[*control, *routes], default=_not_found))
 
 
 def _unrecognized(method: str, path: str) -> Response:

@@ -22,26 +22,16 @@ from stripe_params import (
     get_metadata,
     get_str,
     invalid,
+    keys,
     merge_metadata,
     state_error,
 )
 from stripe_store import Account, Obj, new_id, now, paginate, shape
 
 INLINE_LINES = 10
-INVOICE_KEYS = set(
-    [
-        "customer",
-        "collection_method",
-        "due_date",
-        "days_until_due",
-        "auto_advance",
-        "description",
-        "metadata",
-        "currency",
-        "footer",
-        "pending_invoice_items_behavior",
-        "statement_descriptor",
-    ]
+INVOICE_KEYS = keys(
+    "customer collection_method due_date days_until_due auto_advance description metadata currency footer "
+    "pending_invoice_items_behavior statement_descriptor"
 )
 STATUSES = ("draft", "open", "paid", "uncollectible", "void")
 

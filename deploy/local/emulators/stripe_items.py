@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from stripe_invoices import draft_invoice, recompute
 from stripe_params import (
     Params,
+    as_list,
     check_known,
     get_bool,
     get_currency,
@@ -24,6 +25,7 @@ from stripe_params import (
     get_metadata,
     get_str,
     invalid,
+    keys,
     merge_metadata,
     missing,
     state_error,
@@ -31,22 +33,10 @@ from stripe_params import (
 from stripe_store import Account, Obj, new_id, now, paginate, shape
 
 MAX_ITEMS = 250
-ITEM_KEYS = set(
-    [
-        "amount",
-        "currency",
-        "customer",
-        "description",
-        "discountable",
-        "invoice",
-        "metadata",
-        "period",
-        "pricing",
-        "quantity",
-        "unit_amount_decimal",
-    ]
+ITEM_KEYS = keys(
+    "amount currency customer description discountable invoice metadata period pricing quantity unit_amount_decimal"
 )
-LINE_KEYS = set(["amount", "description", "discountable", "invoice_item", "metadata", "period", "pricing", "quantity"])
+LINE_KEYS = keys("amount description discountable invoice_item metadata period pricing quantity")
 
 
 @dataclass
@@ -67,7 +57,7 @@ class ItemSpec:
         return f"{self.prefix}[{key}]" if self.prefix else key
 
 
-def parse_item(p: Params, allowed: set[str], prefix: str = "") -> ItemSpec:
+def parse_item(p: Params, allowed: frozenset[str], prefix: str = "") -> ItemSpec:
     """Parameter validation only (nothing looked up)."""
     check_known(p, allowed, prefix)
     spec = ItemSpec(prefix)
@@ -198,8 +188,7 @@ def add_lines(acct: Account, invoice_id: str, p: Params) -> Obj:
     check_known(p, {"lines", "invoice_metadata"})
     if "lines" not in p:
         raise missing("lines")
-    raw = p["lines"]
-    lines = [raw[k] for k in sorted(raw, key=int)] if isinstance(raw, dict) and all(map(str.isdigit, raw)) else None
+    lines = as_list(p["lines"], "lines")
     if not lines or not all(isinstance(x, dict) for x in lines):
         raise invalid("Invalid array: lines", "lines")
     specs = [parse_item(line, LINE_KEYS, f"lines[{i}]") for i, line in enumerate(lines)]
@@ -209,7 +198,7 @@ def add_lines(acct: Account, invoice_id: str, p: Params) -> Obj:
     new: list[Obj] = []
     for spec in specs:
         if spec.invoice_item is not None:
-            item = acct.get("invoice item", acct.items, spec.invoice_item, spec.name("invoice_item"))
+            item = acct.get("invoiceitem", acct.items, spec.invoice_item, spec.name("invoice_item"))
             if item["invoice"] is not None or item["customer"] != inv["customer"]:
                 raise state_error(
                     "The invoice item is already on an invoice or belongs to another customer.",
@@ -225,7 +214,7 @@ def add_lines(acct: Account, invoice_id: str, p: Params) -> Obj:
 
 
 def delete_item(acct: Account, item_id: str) -> Obj:
-    item = acct.get("invoice item", acct.items, item_id)
+    item = acct.get("invoiceitem", acct.items, item_id)
     if item["invoice"] is not None:
         inv = draft_invoice(acct, item["invoice"])
         acct.items_by_invoice[inv["id"]].remove(item_id)

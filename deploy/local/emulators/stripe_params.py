@@ -16,6 +16,11 @@ DOCS = "https://stripe.com/docs/error-codes/"
 Params = dict[str, Any]
 
 
+def keys(names: str) -> frozenset[str]:
+    """The parameter names in a space-separated string."""
+    return frozenset(names.split())
+
+
 class StripeError(Exception):
     def __init__(
         self,
@@ -103,7 +108,7 @@ def as_list(value: Any, param: str) -> list[Any]:
 
 
 # -- accessors ---------------------------------------------------------------------------------
-def check_known(params: Params, allowed: set[str], prefix: str = "") -> None:
+def check_known(params: Params, allowed: frozenset[str] | set[str], prefix: str = "") -> None:
     for key in params:
         if key not in allowed and key != "expand":
             name = f"{prefix}[{key}]" if prefix else key

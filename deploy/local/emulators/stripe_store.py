@@ -1,37 +1,22 @@
-"""In-memory Stripe objects per account: products, prices, customers (with email/phone indexes),
-lists, search and expansion. Invoices and invoice items live in :mod:`stripe_invoices`.
+"""The in-memory store: one :class:`Account` per ``Stripe-Account`` (no header = the platform account),
+ids, object shaping, Stripe list pagination and ``expand[]``.
 
-Objects are stored already shaped as Stripe returns them; internal bookkeeping lives beside them.
+Objects are stored already shaped as Stripe returns them; indexes and bookkeeping live beside them. The
+endpoints' logic is in :mod:`stripe_catalog`, :mod:`stripe_customers`, :mod:`stripe_invoices`,
+:mod:`stripe_items`.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
-import re
 import string
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from stripe_params import (
-    Params,
-    StripeError,
-    check_known,
-    get_bool,
-    get_currency,
-    get_dict,
-    get_int,
-    get_metadata,
-    get_str,
-    invalid,
-    list_args,
-    merge_metadata,
-    missing,
-    no_such,
-)
-from stripe_query import Query, clause_matches
+from stripe_params import Params, invalid, list_args, no_such
 
 PLATFORM_ACCOUNT = "acct_1PaylinkEmulatorPlatfrm"
 _ALNUM = string.ascii_letters + string.digits
@@ -48,7 +33,8 @@ def now() -> int:
 
 def shape(fields: Obj, *, nulls: str = "", zeros: str = "", lists: str = "", falses: str = "") -> Obj:
     """A Stripe object from its specific ``fields`` plus space-separated names of null/0/[]/false fields."""
-    obj: Obj = dict.fromkeys(nulls.split())
+    obj: Obj = {k: fields[k] for k in ("id", "object") if k in fields}
+    obj.update(dict.fromkeys(nulls.split()))
     obj.update(dict.fromkeys(zeros.split(), 0))
     obj.update({k: [] for k in lists.split()})
     obj.update(dict.fromkeys(falses.split(), False))

@@ -1,0 +1,114 @@
+"""``give_up``, ``prepare_replay``/``replay`` and ``reject_unparseable``."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from domain.errors import PermanentError, Reason, ReplayRefusedError, RetryableError
+from domain.events import PaymentLinkCreated, PaymentLinkFailed
+from domain.intake import parse_request
+from domain.keys import InvoiceKeys
+from domain.saga_record import SagaStatus
+from tests.fakes.world import ACCOUNT, CONTACT, REQUEST_ID, World, make_request, request_document, run_like_worker
+
+
+async def test_replay_after_give_up_resumes_with_the_same_keys_and_due_date() -> None:
+    world = World()
+    world.billing.faults.add("finalize_invoice", RetryableError(), times=None)
+    gave_up = await run_like_worker(world.saga(), make_request(), attempts=2)
+    assert isinstance(gave_up, PaymentLinkFailed) and gave_up.failed_step == "finalise"
+    before = world.store.record(REQUEST_ID)
+    keys_before = list(world.billing.keys_used)
+
+    world.billing.faults.clear()
+    world.clock.advance(timedelta(days=2))
+    request = await world.saga().prepare_replay(REQUEST_ID)
+    reopened = world.store.record(REQUEST_ID)
+    assert (reopened.status, reopened.attempt, reopened.failure, reopened.result) == (SagaStatus.RUNNING, 2, None, None)
+    result = await world.saga().run(request)
+    assert isinstance(result, PaymentLinkCreated)
+    after = world.store.record(REQUEST_ID)
+    assert (after.due_date, after.invoice_id, after.customer_id) == (
+        before.due_date,
+        before.invoice_id,
+        before.customer_id,
+    )
+    assert world.billing.keys_used[len(keys_before) :] == [("finalize_invoice", InvoiceKeys(REQUEST_ID).finalise())]
+
+
+async def test_replay_of_a_permanent_failure_starts_over_with_new_keys() -> None:
+    world = World()
+    first = await world.saga().run(make_request(line_items=[{"price_id": "price_later"}]))
+    assert isinstance(first, PaymentLinkFailed) and first.compensated
+    world.billing.add_price("acct_1", "price_later", 700, "usd")
+    world.clock.advance(timedelta(days=1))
+
+    result = await world.saga().replay(REQUEST_ID)
+    assert isinstance(result, PaymentLinkCreated) and result.amount_due == 700
+    record = world.store.record(REQUEST_ID)
+    assert (record.attempt, record.restarts) == (2, 1)
+    assert record.due_date is not None and result.due_date == record.due_date  # recomputed at the restart
+    assert world.billing.created == {"customer": 1, "invoice": 2, "invoice_item": 1}  # the customer is reused
+    assert world.outbox.ordered == [first, result]
+
+
+async def test_replay_after_fixing_the_crm_succeeds() -> None:
+    world = World()
+    world.crm.add_account(ACCOUNT, None)
+    first = await world.saga().run(make_request())
+    assert isinstance(first, PaymentLinkFailed) and first.reason == "account_not_connected"
+    world.crm.add_account(ACCOUNT, "acct_1")
+    assert isinstance(await world.saga().replay(REQUEST_ID), PaymentLinkCreated)
+
+
+@pytest.mark.parametrize("state", ["missing", "created", "running"])
+async def test_replay_is_refused_unless_the_saga_failed(state: str) -> None:
+    world = World()
+    if state == "created":
+        await world.saga().run(make_request())
+    elif state == "running":
+        world.billing.faults.add("create_draft_invoice", RetryableError())
+        with pytest.raises(RetryableError):
+            await world.saga().run(make_request())
+    with pytest.raises(ReplayRefusedError):
+        await world.saga().prepare_replay(REQUEST_ID)
+
+
+async def test_find_replayable_filters_failed_sagas() -> None:
+    world = World()
+    await world.saga().run(make_request(contact_id="nobody"))
+    assert [record.payment_link_id for record in await world.store.find_replayable(reason="contact_not_found")] == [
+        REQUEST_ID
+    ]
+    assert await world.store.find_replayable(reason="price_not_found") == []
+    assert await world.store.find_replayable(account_id="other") == []
+
+
+async def test_give_up_before_the_saga_was_ever_stored() -> None:
+    world = World()
+    result = await world.saga().give_up(make_request(), RetryableError(Reason.INTERNAL_ERROR, "mongo"), attempts=4)
+    assert isinstance(result, PaymentLinkFailed)
+    assert (result.reason, result.failed_step, result.retryable, result.attempt) == (
+        "internal_error",
+        "validate",
+        True,
+        1,
+    )
+    assert world.outbox.ordered == [result]
+
+
+async def test_reject_unparseable_reports_once_per_event_id() -> None:
+    world = World()
+    raw = json.dumps({**request_document(), "line_items": [{"price_id": "p", "amount": 1}]}).encode()
+    with pytest.raises(PermanentError) as caught:
+        parse_request(raw)
+    first = await world.saga().reject_unparseable(raw, caught.value)
+    again = await world.saga().reject_unparseable(raw, caught.value)
+    assert first is not None and again is not None and first.event_id == again.event_id
+    assert (first.reason, first.account_id, first.contact_id) == ("invalid_line_items", ACCOUNT, CONTACT)
+    assert world.outbox.ordered == [first]
+    assert await world.saga().reject_unparseable(b"\x00", caught.value) is None
+    assert world.store.documents == {}

@@ -1,0 +1,138 @@
+"""Crash and resume at every step boundary; duplicates of finished requests change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from domain.errors import ConcurrentUpdateError
+from domain.events import PaymentLinkCreated, PaymentLinkFailed
+from domain.saga_record import SagaStatus
+from tests.fakes.faults import SimulatedCrash
+from tests.fakes.world import REQUEST_ID, World, make_request
+
+VOLATILE = {"event_id", "occurred_at"}
+LINES = [
+    {"price_id": "price_basic", "quantity": 2},
+    {"description": "a", "amount": 10},
+    {"description": "b", "amount": 20},
+]
+FAILING_LINES: list[dict[str, Any]] = [*LINES[:2], {"price_id": "price_missing"}]
+
+
+def saves_of_a_clean_run(lines: list[dict[str, Any]], items_per_call: int = 1) -> int:
+    world = World(items_per_call=items_per_call)
+    asyncio.run(world.saga().run(make_request(line_items=lines)))
+    return world.store.saves
+
+
+async def reference(items_per_call: int = 1) -> tuple[dict[str, Any], dict[str, int]]:
+    world = World(items_per_call=items_per_call)
+    result = await world.saga().run(make_request(line_items=LINES))
+    return result.model_dump(exclude=VOLATILE), dict(world.billing.created)
+
+
+SAVES = saves_of_a_clean_run(LINES)  # due date, customer, draft, 3 items, finalise, shorten, result
+BULK_SAVES = saves_of_a_clean_run(LINES, items_per_call=2)
+FAILING_SAVES = saves_of_a_clean_run(FAILING_LINES)  # ..., 2 items, failure owed, result
+
+
+def test_the_boundaries_are_the_ones_expected() -> None:
+    assert (SAVES, BULK_SAVES, FAILING_SAVES) == (9, 8, 7)
+
+
+@pytest.mark.parametrize("persisted", [True, False], ids=["after-write", "before-write"])
+@pytest.mark.parametrize("crash_at", range(1, SAVES + 1))
+async def test_crash_at_every_step_boundary_then_resume(crash_at: int, persisted: bool) -> None:
+    expected_result, expected_created = await reference()
+    world = World()
+    world.store.crash_at_save(crash_at, persisted=persisted)
+    with pytest.raises(SimulatedCrash):
+        await world.saga().run(make_request(line_items=LINES))
+    result = await world.saga().run(make_request(line_items=LINES))  # a restarted process, same stores
+    assert isinstance(result, PaymentLinkCreated)
+    assert result.model_dump(exclude=VOLATILE) == expected_result
+    assert dict(world.billing.created) == expected_created  # no Stripe object created twice
+    assert world.outbox.ordered == [result] == [world.store.record(REQUEST_ID).result]
+
+
+@pytest.mark.parametrize("crash_at", range(1, BULK_SAVES + 1))
+async def test_crash_with_bulk_item_batches_resumes_without_duplicates(crash_at: int) -> None:
+    expected_result, expected_created = await reference(items_per_call=2)
+    world = World(items_per_call=2)
+    world.store.crash_at_save(crash_at, persisted=False)
+    with pytest.raises(SimulatedCrash):
+        await world.saga().run(make_request(line_items=LINES))
+    result = await world.saga().run(make_request(line_items=LINES))
+    assert result.model_dump(exclude=VOLATILE) == expected_result
+    assert dict(world.billing.created) == expected_created
+
+
+@pytest.mark.parametrize("persisted", [True, False], ids=["after-write", "before-write"])
+@pytest.mark.parametrize("crash_at", range(1, FAILING_SAVES + 1))
+async def test_crash_during_failure_and_compensation_then_resume(crash_at: int, persisted: bool) -> None:
+    world = World()
+    world.store.crash_at_save(crash_at, persisted=persisted)
+    with pytest.raises(SimulatedCrash):
+        await world.saga().run(make_request(line_items=FAILING_LINES))
+    result = await world.saga().run(make_request(line_items=FAILING_LINES))
+    assert isinstance(result, PaymentLinkFailed)
+    assert (result.reason, result.failed_step, result.compensated) == ("price_not_found", "items", True)
+    assert world.billing.unfinished_invoices() == [] and world.billing.created["invoice"] == 1
+    assert world.outbox.ordered == [result]
+
+
+async def test_duplicate_of_a_finished_request_changes_nothing() -> None:
+    world = World()
+    first = await world.saga().run(make_request())
+    calls, version, appends = list(world.billing.calls), world.store.record(REQUEST_ID).version, world.outbox.appends
+    again = await world.saga().run(make_request())
+    assert again == first
+    assert world.billing.calls == calls and world.crm.calls.count("find_contact") == 1
+    assert world.store.record(REQUEST_ID).version == version
+    assert world.outbox.ordered == [first] and world.outbox.appends == appends + 1  # same id: stored once
+
+
+async def test_duplicate_of_a_failed_request_reports_the_same_failure() -> None:
+    world = World()
+    first = await world.saga().run(make_request(contact_id="nobody"))
+    again = await world.saga().run(make_request(contact_id="nobody"))
+    assert again == first and world.outbox.ordered == [first]
+
+
+async def test_a_duplicate_with_another_body_is_answered_from_the_stored_request() -> None:
+    world = World()
+    first = await world.saga().run(make_request())
+    again = await world.saga().run(make_request(currency="eur", line_items=[{"price_id": "price_eur"}]))
+    assert again == first
+
+
+async def test_give_up_on_a_finished_saga_reports_its_result() -> None:
+    world = World()
+    first = await world.saga().run(make_request())
+    assert await world.saga().give_up(make_request(), RuntimeError("late"), attempts=5) == first
+    assert world.store.record(REQUEST_ID).status is SagaStatus.CREATED
+
+
+async def test_concurrent_writer_is_detected_and_the_retry_resumes() -> None:
+    world = World()
+    saga = world.saga()
+    original_save = world.store.save
+    raced = False
+
+    async def racing_save(record):  # type: ignore[no-untyped-def]
+        nonlocal raced
+        if not raced and record.invoice_id is not None:
+            raced = True
+            stored = world.store.documents[REQUEST_ID]
+            stored["version"] += 1  # another worker wrote in between
+        return await original_save(record)
+
+    world.store.save = racing_save  # type: ignore[method-assign]
+    with pytest.raises(ConcurrentUpdateError):
+        await saga.run(make_request())
+    result = await saga.run(make_request())
+    assert isinstance(result, PaymentLinkCreated)
+    assert world.billing.created == {"customer": 1, "invoice": 1, "invoice_item": 2}
