@@ -55,5 +55,17 @@ check: .venv/.installed
 	.venv/bin/ruff format --check domain adapters consumer tests
 	.venv/bin/mypy --strict domain adapters consumer
 
+# The whole pipeline on the local stack: seeds a tenant, runs worker and relay, prints a table.
+demo: services-up
+	$(PY) deploy/local/demo.py
+
+# Ratios measured in one run against baselines of the same run; writes .local/bench.json.
+bench: setup
+	$(PY) -m tests.benchmarks.run
+
+# Crash, restart and fault-storm scenarios on a private stack; exits non-zero on any violation.
+reliability: setup
+	$(PY) -m tests.reliability.run
+
 clean: services-down
 	rm -rf $(LOCAL) .venv

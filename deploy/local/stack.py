@@ -28,10 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL = ROOT / ".local"
-RUN = LOCAL / "run"
-LOGS = LOCAL / "log"
+LOCAL = ROOT / ".local"  # downloads and builds (Kafka's jars, the FerretDB binary) live here
 PYTHON = sys.executable
+# State (data, logs, pid files) lives under STATE: `.local` by default, elsewhere with `--state-dir`, so a
+# second, private stack (the reliability suite restarts its broker and store) can run beside the dev one.
+STATE = LOCAL
+RUN = STATE / "run"
+LOGS = STATE / "log"
+KAFKA_DATA = STATE / "kafka" / "data"
+FERRETDB_DATA = STATE / "ferretdb" / "data"
 
 
 @dataclass
@@ -92,7 +97,7 @@ def mongo_answers(port: int) -> bool:
     return result.returncode == 0
 
 
-KAFKA_DIR = LOCAL / "kafka"
+KAFKA_LIBS = LOCAL / "kafka" / "libs"
 
 
 def kafka_properties(port: int) -> Path:
@@ -106,7 +111,7 @@ def kafka_properties(port: int) -> Path:
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "log.dirs": str(KAFKA_DIR / "data"),
+        "log.dirs": str(KAFKA_DATA),
         "num.partitions": "6",
         "offsets.topic.replication.factor": "1",
         "offsets.topic.num.partitions": "1",
@@ -118,18 +123,18 @@ def kafka_properties(port: int) -> Path:
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "true",
     }
-    path = KAFKA_DIR / "server.properties"
+    path = KAFKA_DATA.parent / "server.properties"
     path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     return path
 
 
 def kafka_classpath() -> str:
-    return str(KAFKA_DIR / "libs" / "*")
+    return str(KAFKA_LIBS / "*")
 
 
 def prepare_kafka(port: int) -> None:
     props = kafka_properties(port)
-    if (KAFKA_DIR / "data" / "meta.properties").exists():
+    if (KAFKA_DATA / "meta.properties").exists():
         return
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     subprocess.run(
@@ -143,7 +148,7 @@ def kafka_command(port: int) -> list[str]:
     return [
         "java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC",
         "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-        "-cp", kafka_classpath(), "kafka.Kafka", str(KAFKA_DIR / "server.properties"),
+        "-cp", kafka_classpath(), "kafka.Kafka", str(KAFKA_DATA.parent / "server.properties"),
     ]
 
 
@@ -157,7 +162,7 @@ def services(args: argparse.Namespace) -> list[Service]:
         Service(
             "ferretdb", args.mongo_port,
             lambda: [str(LOCAL / "bin" / "ferretdb"), "--listen", f"127.0.0.1:{args.mongo_port}",
-                     "--state-dir", str(LOCAL / "ferretdb" / "data")],
+                     "--state-dir", str(FERRETDB_DATA)],
             mongo_answers,
         ),
         Service(
@@ -236,6 +241,12 @@ def status(service: Service) -> bool:
     return ok
 
 
+def use_state_dir(state: Path) -> None:
+    global STATE, RUN, LOGS, KAFKA_DATA, FERRETDB_DATA
+    STATE, RUN, LOGS = state, state / "run", state / "log"
+    KAFKA_DATA, FERRETDB_DATA = state / "kafka" / "data", state / "ferretdb" / "data"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["up", "down", "status"])
@@ -244,8 +255,10 @@ def main() -> None:
     parser.add_argument("--mongo-port", type=int, default=27017)
     parser.add_argument("--stripe-port", type=int, default=12111)
     parser.add_argument("--shortener-port", type=int, default=12180)
+    parser.add_argument("--state-dir", type=Path, default=LOCAL, help="where data, logs and pid files live")
     args = parser.parse_args()
-    for directory in (RUN, LOGS, KAFKA_DIR / "data", LOCAL / "ferretdb" / "data"):
+    use_state_dir(args.state_dir.resolve())
+    for directory in (RUN, LOGS, KAFKA_DATA, FERRETDB_DATA):
         directory.mkdir(parents=True, exist_ok=True)
     chosen = [s for s in services(args) if not args.only or s.name in args.only]
     if args.action == "up":
