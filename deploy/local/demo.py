@@ -1,0 +1,247 @@
+"""`make demo`: the whole pipeline on the local stack, as a new user would first see it.
+
+Seeds a fresh CRM account connected to a Stripe (emulator) account, with contacts and prices; starts
+`paylink worker` and `paylink relay` as real processes; publishes a handful of requests covering the
+main outcomes; waits for every result on the results topic; prints a table; stops what it started.
+Uses the default settings (topics, database), so what it leaves behind is what `paylink status` shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pymongo import AsyncMongoClient
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from consumer.bootstrap import database_name  # noqa: E402
+from consumer.commands import create_topics  # noqa: E402
+from consumer.settings import Settings  # noqa: E402
+
+TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def seed(settings: Settings) -> dict[str, Any]:
+    suffix = uuid.uuid4().hex[:6]
+    tenant: dict[str, Any] = {"account_id": f"demo-account-{suffix}", "stripe": f"acct_demo{suffix}"}
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
+    crm = client[settings.crm_database or database_name(settings.mongodb_uri)]
+    await crm["accounts"].insert_one({"_id": tenant["account_id"], "stripe": {"account_id": tenant["stripe"]}})
+    contacts = {
+        "ada": {
+            "name": "Ada Lovelace",
+            "email": "ada@example.com",
+            "phone": "+442071234567",
+            "address": {"street": "12 St James's Sq", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"},
+        },
+        "grace": {"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"},
+        "anon": {"name": "No Email Or Phone"},
+    }
+    tenant["contacts"] = {}
+    for name, fields in contacts.items():
+        contact_id = f"demo-{name}-{suffix}"
+        await crm["contacts"].insert_one({"_id": contact_id, "account_id": tenant["account_id"], **fields})
+        tenant["contacts"][name] = contact_id
+    await client.close()
+    headers = {
+        "Authorization": f"Bearer {settings.stripe_api_key.get_secret_value()}",
+        "Stripe-Account": tenant["stripe"],
+    }
+    tenant["prices"] = {}
+    async with httpx.AsyncClient(base_url=settings.stripe_api_base, headers=headers) as stripe:
+        for name, amount in (("Annual plan", 49_000), ("Onboarding", 15_000)):
+            product = (await stripe.post("/v1/products", data={"name": name})).json()
+            price = await stripe.post(
+                "/v1/prices", data={"product": product["id"], "unit_amount": amount, "currency": "eur"}
+            )
+            price.raise_for_status()
+            tenant["prices"][name] = price.json()["id"]
+    return tenant
+
+
+def requests_for(tenant: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    contacts, prices = tenant["contacts"], tenant["prices"]
+
+    def request(contact_id: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "PaymentLinkRequested",
+            "schema_version": 1,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "correlation_id": f"demo-{uuid.uuid4().hex[:6]}",
+            "account_id": tenant["account_id"],
+            "contact_id": contact_id,
+            "currency": "eur",
+            "days_until_due": 14,
+            **fields,
+        }
+
+    return [
+        (
+            "saved prices",
+            request(
+                contacts["ada"],
+                line_items=[
+                    {"price_id": prices["Annual plan"], "quantity": 1},
+                    {"price_id": prices["Onboarding"], "quantity": 2},
+                ],
+            ),
+        ),
+        (
+            "custom amounts",
+            request(
+                contacts["grace"],
+                note_id="note-42",
+                line_items=[
+                    {"description": "Workshop day", "amount": 120_000, "quantity": 2},
+                    {"description": "Travel", "amount": 18_550},
+                ],
+            ),
+        ),
+        ("no email or phone", request(contacts["anon"], line_items=[{"description": "Consulting", "amount": 9_900}])),
+        (
+            "past due date",
+            request(
+                contacts["ada"],
+                days_until_due=None,
+                due_date=(date.today() - timedelta(days=3)).isoformat(),
+                line_items=[{"description": "Late fee", "amount": 2_500}],
+            ),
+        ),
+        ("unknown contact", request("demo-nobody", line_items=[{"description": "Consulting", "amount": 9_900}])),
+        ("unknown price", request(contacts["grace"], line_items=[{"price_id": "price_doesnotexist", "quantity": 1}])),
+    ]
+
+
+def start(command: str, settings: Settings, log_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = dict(os.environ, PAYLINK_LOG_FORMAT="json")
+    log = (log_dir / f"demo-{command}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "consumer.cli", command, "--metrics-port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    return process, port
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], name: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{name} exited early; see .local/log/demo-{name}.log")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{name} did not become ready within {TIMEOUT_S}s")
+
+
+async def publish_and_collect(
+    settings: Settings, requests: list[tuple[str, dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await consumer.start()
+    partitions = [
+        TopicPartition(settings.results_topic, p)
+        for p in (consumer.partitions_for_topic(settings.results_topic) or range(settings.topic_partitions))
+    ]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for partition in partitions:
+        await consumer.position(partition)  # pin "the end" before publishing
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
+    await producer.start()
+    for _, body in requests:
+        await producer.send_and_wait(
+            settings.requests_topic, json.dumps(body).encode(), key=body["contact_id"].encode()
+        )
+    await producer.stop()
+    wanted = {body["event_id"] for _, body in requests}
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            while not wanted <= results.keys():
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        event = json.loads(record.value)
+                        if event.get("payment_link_id") in wanted:
+                            results[event["payment_link_id"]] = event
+    finally:
+        await consumer.stop()
+    return results
+
+
+def table(requests: list[tuple[str, dict[str, Any]]], results: dict[str, dict[str, Any]]) -> str:
+    rows = [("request", "outcome", "amount", "URL or reason")]
+    for label, body in requests:
+        result = results[body["event_id"]]
+        if result["event_type"] == "PaymentLinkCreated":
+            amount = f"{result['amount_due'] / 100:,.2f} {result['currency'].upper()}"
+            rows.append((label, "created", amount, result["url"]))
+        else:
+            rows.append((label, "failed", "", f"{result['reason']}: {result['message'][:90]}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 13)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    settings = Settings()
+    log_dir = ROOT / ".local" / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(create_topics(settings))
+    tenant = asyncio.run(seed(settings))
+    print(f"seeded account {tenant['account_id']} → Stripe {tenant['stripe']} with 3 contacts and 2 prices")
+    processes = []
+    try:
+        for command in ("worker", "relay"):
+            process, port = start(command, settings, log_dir)
+            processes.append(process)
+            wait_ready(port, process, command)
+        print("worker and relay are running; publishing 6 requests …")
+        requests = requests_for(tenant)
+        started = time.monotonic()
+        results = asyncio.run(publish_and_collect(settings, requests))
+        print(f"all {len(results)} results arrived in {time.monotonic() - started:.2f}s\n")
+        print(table(requests, results))
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    print(f"\nworker and relay stopped; their logs: {log_dir}/demo-worker.log, demo-relay.log")
+
+
+if __name__ == "__main__":
+    main()
