@@ -97,9 +97,9 @@ def _emulator(var: str, default: str, script: str, suffix: str = "") -> Iterator
         yield base
         return
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "deploy" / "local" / "emulators" / script), "--host", host,
-         "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, str(ROOT / "deploy" / "local" / "emulators" / script), "--host", host, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 20
     while not _http_ok(f"{base}/_emulator/health"):
@@ -130,16 +130,12 @@ def stripe_api_base() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def shortener_base() -> Iterator[str]:
     """The shortener emulator's base URL (``PAYLINK_SHORTENER_URL`` minus its ``/shorten`` path)."""
-    yield from _emulator(
-        "PAYLINK_SHORTENER_URL", "http://127.0.0.1:12180/shorten", "shortener_emulator.py", "/shorten"
-    )
+    yield from _emulator("PAYLINK_SHORTENER_URL", "http://127.0.0.1:12180/shorten", "shortener_emulator.py", "/shorten")
 
 
 @pytest.fixture(scope="session")
 async def mongo_client(mongodb_uri: str) -> AsyncIterator[AsyncMongoClient[dict[str, object]]]:
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-        mongodb_uri, serverSelectionTimeoutMS=5000
-    )
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongodb_uri, serverSelectionTimeoutMS=5000)
     try:
         await client.admin.command("ping")
     except Exception as error:

@@ -52,10 +52,12 @@ async def create_topics(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        await admin.create_topics([
-            NewTopic(settings.requests_topic, num_partitions=settings.topic_partitions, replication_factor=1),
-            NewTopic(settings.results_topic, num_partitions=settings.topic_partitions, replication_factor=1),
-        ])
+        await admin.create_topics(
+            [
+                NewTopic(settings.requests_topic, num_partitions=settings.topic_partitions, replication_factor=1),
+                NewTopic(settings.results_topic, num_partitions=settings.topic_partitions, replication_factor=1),
+            ]
+        )
     finally:
         await admin.close()
 
@@ -69,8 +71,11 @@ class Tenant:
 
 
 async def seed_tenant(
-    db: AsyncDatabase[dict[str, Any]], stripe_base: str, contacts: dict[str, dict[str, Any]],
-    prices: dict[str, int] | None = None, connected: bool = True,
+    db: AsyncDatabase[dict[str, Any]],
+    stripe_base: str,
+    contacts: dict[str, dict[str, Any]],
+    prices: dict[str, int] | None = None,
+    connected: bool = True,
 ) -> Tenant:
     """An account, its contacts (name → document fields) and prices (name → unit amount) in Stripe."""
     tenant = Tenant(f"acc-{uuid.uuid4().hex[:8]}", f"acct_{uuid.uuid4().hex[:16]}")
@@ -86,7 +91,8 @@ async def seed_tenant(
             headers = {"Stripe-Account": tenant.stripe_account}
             product = (await http.post("/v1/products", data={"name": name}, headers=headers)).json()
             price = await http.post(
-                "/v1/prices", headers=headers,
+                "/v1/prices",
+                headers=headers,
                 data={"product": product["id"], "unit_amount": str(amount), "currency": "eur"},
             )
             price.raise_for_status()

@@ -24,8 +24,12 @@ from tests.integration.harness import (
 )
 
 CONTACTS = {
-    "ada": {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+441234567890",
-            "address": {"street": "1 Analytical Way", "city": "London", "country": "GB"}},
+    "ada": {
+        "name": "Ada Lovelace",
+        "email": "ada@example.com",
+        "phone": "+441234567890",
+        "address": {"street": "1 Analytical Way", "city": "London", "country": "GB"},
+    },
     # Quotes and a backslash that would widen the customer search to Ada's if they were not escaped.
     "bob": {"first_name": "Bob", "last_name": "Quote", "email": 'bob\\"OR"email:"ada@example.com'},
     "nobody": {"name": "No Email Or Phone"},
@@ -34,11 +38,18 @@ CONTACTS = {
 
 @pytest.fixture
 async def stack(
-    kafka_bootstrap: str, mongodb_uri: str, stripe_api_base: str, shortener_base: str, unique_name: str,
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    stripe_api_base: str,
+    shortener_base: str,
+    unique_name: str,
     mongo_client: AsyncMongoClient[dict[str, Any]],
 ) -> AsyncIterator[Settings]:
     settings = settings_for(
-        unique_name, kafka=kafka_bootstrap, mongodb_uri=mongodb_uri, stripe_base=stripe_api_base,
+        unique_name,
+        kafka=kafka_bootstrap,
+        mongodb_uri=mongodb_uri,
+        stripe_base=stripe_api_base,
         shortener_base=shortener_base,
     )
     await create_topics(settings)
@@ -60,9 +71,13 @@ async def test_every_contract_outcome_end_to_end(
     tomorrow_plus = (date.today() + timedelta(days=30)).isoformat()
     requests = {
         "created_prices": request(
-            tenant, "ada", line_items=[{"price_id": tenant.prices["Widget"], "quantity": 3},
-                                       {"description": "Setup", "amount": 5000}],
-            due_date=tomorrow_plus, days_until_due=None, note_id="note-1", metadata={"crm_deal": "D-9"},
+            tenant,
+            "ada",
+            line_items=[{"price_id": tenant.prices["Widget"], "quantity": 3}, {"description": "Setup", "amount": 5000}],
+            due_date=tomorrow_plus,
+            days_until_due=None,
+            note_id="note-1",
+            metadata={"crm_deal": "D-9"},
         ),
         "created_quotes_in_email": request(tenant, "bob"),
         "no_email_or_phone": request(tenant, "nobody"),
@@ -142,8 +157,11 @@ async def test_duplicate_delivery_makes_one_invoice_and_one_result(
         await produce(stack, [marker])
         await collector.wait_for({marker["event_id"]})
     assert len(await stripe_objects(stripe_api_base, tenant.stripe_account, "invoice")) == 2
-    distinct = {json.loads(r.value)["event_id"] for r in collector.records
-                if json.loads(r.value)["payment_link_id"] == body["event_id"]}
+    distinct = {
+        json.loads(r.value)["event_id"]
+        for r in collector.records
+        if json.loads(r.value)["payment_link_id"] == body["event_id"]
+    }
     assert len(distinct) == 1
 
 

@@ -29,8 +29,11 @@ async def test_idempotent_produce_then_consume_with_manual_commit(kafka_bootstra
         await producer.stop()
 
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=kafka_bootstrap, group_id=group,
-        enable_auto_commit=False, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
@@ -48,8 +51,11 @@ async def test_idempotent_produce_then_consume_with_manual_commit(kafka_bootstra
         await consumer.stop()
 
     resumed = AIOKafkaConsumer(
-        topic, bootstrap_servers=kafka_bootstrap, group_id=group,
-        enable_auto_commit=False, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     await resumed.start()
     try:
