@@ -165,5 +165,6 @@ def build_relay(components: Components, producer: AIOKafkaProducer) -> Relay:
         poll_interval_s=settings.relay_poll_ms / 1000,
         batch_size=settings.relay_batch_size,
         retention=timedelta(seconds=settings.outbox_retention_s),
+        purge_interval_s=settings.outbox_purge_interval_s,
     )
     return Relay(components.outbox, lease, producer, options)

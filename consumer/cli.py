@@ -1,21 +1,268 @@
-"""``paylink``: the one entry point for operators and integrators.
+"""``paylink``: the one entry point for operators and integrators (``paylink COMMAND --help``).
 
-Exit codes: 0 success, 1 the command ran but something failed (e.g. a replay that could not enqueue),
-2 bad usage, 3 a dependency (Kafka, MongoDB) could not be reached.
+This module is the command line surface: every command, flag and argument type, and the mapping of
+failures to exit codes (``EXIT_CODES``). What the commands do lives in ``consumer.commands`` (topics,
+publish, replay), ``consumer.status`` (status, dead letters) and ``consumer.schema`` (schemas).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
+from consumer import commands, schema, status
+from consumer.commands import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Unreachable
 from consumer.settings import Settings
+from domain.errors import Reason, RetryableError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "build_parser", "main"]
 
 Command = Callable[[argparse.Namespace, Settings], int]
+
+EXIT_CODES = """\
+exit codes:
+  0  success
+  1  the command ran but something failed (a replay that failed again, a dead letter not found, ...)
+  2  bad usage or invalid input (unknown flag, an event that does not validate)
+  3  a dependency (Kafka, MongoDB) could not be reached
+
+Settings come from PAYLINK_* environment variables (or a .env file); `paylink schema --settings`
+lists them all and docs/operations.md explains them."""
+
+REASONS = [reason.value for reason in Reason]
+
+# --- argument types --------------------------------------------------------------------------------
+
+_RELATIVE = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``7d``."""
+    match = _RELATIVE.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration (e.g. 15m, 2h, 7d): {text!r}")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def moment(text: str) -> datetime:
+    """An ISO date (midnight UTC), an ISO date-time (UTC unless it names an offset) or ``2h`` (ago)."""
+    text = text.strip()
+    if _RELATIVE.match(text):
+        return datetime.now(UTC) - duration(text)
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=UTC)
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date/time or a duration like 2h: {text!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def price_item(text: str) -> dict[str, Any]:
+    """``price_id[:quantity]``."""
+    price_id, _, quantity = text.partition(":")
+    if not price_id or (quantity and not quantity.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected price_id[:quantity], got {text!r}")
+    return {"price_id": price_id, "quantity": int(quantity or 1)}
+
+
+def amount_item(text: str) -> dict[str, Any]:
+    """``description:amount[:quantity]``; amount in minor units; the description may hold colons."""
+    parts = text.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return {"description": parts[0], "amount": int(parts[1]), "quantity": int(parts[2])}
+    description, _, amount = text.rpartition(":")
+    if not description or not amount.isdigit():
+        raise argparse.ArgumentTypeError(f"expected description:amount[:quantity], got {text!r}")
+    return {"description": description, "amount": int(amount), "quantity": 1}
+
+
+def metadata_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key, value
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reason", choices=REASONS, metavar="REASON", help=f"only this reason: {', '.join(REASONS)}")
+    parser.add_argument("--account", metavar="ACCOUNT_ID", help="only this CRM account")
+    parser.add_argument("--since", type=moment, metavar="WHEN", help="from WHEN: ISO date/time, or 2h (= 2 hours ago)")
+    parser.add_argument("--until", type=moment, metavar="WHEN", help="before WHEN (same forms)")
+
+
+# --- the parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paylink",
+        description="Turns PaymentLinkRequested events into Stripe-hosted invoices with short URLs.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Command | None, summary: str, description: str = "") -> argparse.ArgumentParser:
+        child = sub.add_parser(
+            name,
+            help=summary,
+            description=description or summary,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if run is not None:
+            child.set_defaults(run=run)
+        return child
+
+    for name, run, summary in (
+        ("worker", _worker, "consume requests and run their sagas (SIGTERM drains in-flight work)"),
+        ("relay", _relay, "publish outbox entries to the results topic (one active relay, by lease)"),
+    ):
+        process = command(name, run, summary)
+        process.add_argument("--metrics-port", type=int, help="serve /metrics, /healthz, /readyz on this port")
+
+    topics = command("topics", None, "manage the Kafka topics")
+    topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    topics_sub.add_parser(
+        "create",
+        help="create the requests and results topics (idempotent)",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).set_defaults(run=commands.topics_create)
+
+    publish = command(
+        "publish",
+        commands.publish,
+        "send a PaymentLinkRequested (validated first); prints its event_id",
+        "Sends one PaymentLinkRequested, from a JSON file or from flags, after validating it like the worker "
+        "does.\nWith flags, a new event_id is generated unless --event-id names one (re-sending the same "
+        "event_id is idempotent).\nPrints the event_id on stdout.",
+    )
+    publish.add_argument("--file", metavar="PATH", help="JSON file holding the event ('-' = stdin)")
+    publish.add_argument("--account", help="account_id (CRM tenant)")
+    publish.add_argument("--contact", help="contact_id")
+    publish.add_argument("--currency", help="ISO 4217 code, e.g. eur")
+    due = publish.add_mutually_exclusive_group()
+    due.add_argument("--days-until-due", type=int, metavar="DAYS", help="1..365")
+    due.add_argument("--due-date", metavar="YYYY-MM-DD", help="a date after today")
+    publish.add_argument(
+        "--item",
+        dest="items",
+        type=price_item,
+        action="append",
+        default=[],
+        metavar="PRICE_ID[:QTY]",
+        help="a line priced by a Stripe price (repeatable)",
+    )
+    publish.add_argument(
+        "--amount-item",
+        dest="amount_items",
+        type=amount_item,
+        action="append",
+        default=[],
+        metavar="DESCRIPTION:AMOUNT[:QTY]",
+        help="a free-form line, amount in minor units (repeatable)",
+    )
+    publish.add_argument("--description", help="invoice memo")
+    publish.add_argument("--correlation-id", help="copied to the result")
+    publish.add_argument("--note-id", help="the CRM note the link belongs to")
+    publish.add_argument(
+        "--metadata",
+        type=metadata_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="invoice metadata (repeatable)",
+    )
+    publish.add_argument("--event-id", help="reuse this event_id instead of a new one")
+    publish.add_argument("--dry-run", action="store_true", help="validate and print the event; send nothing")
+
+    replay = command(
+        "replay",
+        commands.replay,
+        "re-run failed requests, resuming their sagas",
+        "Re-runs failed sagas here, with the worker's retry policy, each from its recorded state; the new "
+        "result is\nappended to the outbox and published by the relay. Choose them by --event-id, by filters, "
+        "or --all.\nSagas that are unknown, running or already created are skipped. A progress bar shows on a "
+        "terminal;\none line per saga and a summary go to stdout. Exit 1 if any ended failed again, was not "
+        "found or\ncould not be re-run.",
+    )
+    replay.add_argument(
+        "--event-id", action="append", default=[], metavar="ID", help="a request's event_id (repeatable)"
+    )
+    _filters(replay)
+    replay.add_argument("--all", action="store_true", help="every replayable saga (up to --limit)")
+    replay.add_argument("--limit", type=int, default=1000, help="at most this many sagas (default 1000)")
+    replay.add_argument("--concurrency", type=int, default=4, help="sagas re-run at once (default 4)")
+    replay.add_argument("--dry-run", action="store_true", help="list what would be replayed; change nothing")
+
+    letters = command("dead-letters", None, "inspect and purge dead letters (messages that could not be processed)")
+    letters_sub = letters.add_subparsers(dest="letters_command", required=True, metavar="ACTION")
+
+    def letters_command(name: str, run: Command, summary: str, description: str = "") -> argparse.ArgumentParser:
+        child = letters_sub.add_parser(
+            name,
+            help=summary,
+            description=description or summary,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        child.set_defaults(run=run)
+        return child
+
+    listing = letters_command("list", status.dead_letters_list, "list dead letters, newest first")
+    _filters(listing)
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    listing.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    show = letters_command(
+        "show",
+        status.dead_letters_show,
+        "print one dead letter's raw message",
+        "Writes the raw message to stdout byte for byte, and the record (reason, message, topic, partition,\n"
+        "offset, times) to stderr as 'key: value' lines: `paylink dead-letters show ID > message.bin`.",
+    )
+    show.add_argument("id", metavar="ID", help="TOPIC:PARTITION:OFFSET, as `list` shows it")
+    purge = letters_command("purge", status.dead_letters_purge, "delete dead letters matching the filters")
+    _filters(purge)
+    purge.add_argument("--all", action="store_true", help="every dead letter (required when no filter is given)")
+    purge.add_argument("--dry-run", action="store_true", help="count what would be purged; delete nothing")
+
+    report = command(
+        "status",
+        status.status,
+        "consumer lag, in-flight sagas, outbox backlog, relay lease, recent outcomes",
+    )
+    report.add_argument(
+        "--window",
+        type=duration,
+        default=timedelta(hours=1),
+        metavar="DURATION",
+        help="count sagas updated within this window (default 1h)",
+    )
+    report.add_argument("--json", action="store_true", help="one JSON document instead of tables")
+
+    schemas = command(
+        "schema",
+        schema.schema_command,
+        "print the events' JSON Schemas (or the AsyncAPI document)",
+        "Prints the JSON Schemas of PaymentLinkRequested, PaymentLinkCreated and PaymentLinkFailed as one JSON "
+        "object,\nor with --asyncapi the AsyncAPI 3.0 document of both topics (YAML; deploy/asyncapi.yaml is "
+        "its copy\nfor the default settings), or with --settings the table of every PAYLINK_* setting.",
+    )
+    choice = schemas.add_mutually_exclusive_group()
+    choice.add_argument("--asyncapi", action="store_true", help="the AsyncAPI 3.0 document (YAML)")
+    choice.add_argument("--settings", action="store_true", help="the settings table (Markdown)")
+    return parser
+
+
+# --- running ---------------------------------------------------------------------------------------
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -34,37 +281,33 @@ def _relay(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="paylink",
-        description="Turns PaymentLinkRequested events into Stripe-hosted invoices with short URLs.",
-        epilog="Settings come from PAYLINK_* environment variables (or .env); see the README.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _unreachable_types() -> tuple[type[BaseException], ...]:
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+    from pymongo.errors import ConnectionFailure
 
-    worker = commands.add_parser("worker", help="consume requests and run their sagas")
-    worker.add_argument("--metrics-port", type=int, help="serve /metrics, /healthz, /readyz on this port")
-    worker.set_defaults(run=_worker)
-
-    relay = commands.add_parser("relay", help="publish outbox entries to the results topic")
-    relay.add_argument("--metrics-port", type=int, help="serve /metrics, /healthz, /readyz on this port")
-    relay.set_defaults(run=_relay)
-
-    from consumer.commands import register
-
-    register(commands)
-    return parser
+    return Unreachable, RetryableError, KafkaConnectionError, KafkaTimeoutError, ConnectionFailure, TimeoutError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    settings = Settings()
+    args = build_parser().parse_args(argv)  # exits 2 on bad usage, 0 after --help
+    try:
+        settings = Settings()
+    except ValueError as error:  # pydantic's ValidationError; inputs left out, they may be secrets
+        errors = getattr(error, "errors", None)
+        problems = errors(include_input=False, include_url=False) if callable(errors) else str(error)
+        print(f"paylink: invalid settings: {problems}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command not in ("worker", "relay", "schema"):
+        commands.quiet_logging(settings)
     command: Command = args.run
     try:
         return command(args, settings)
     except KeyboardInterrupt:
         return EXIT_FAILED
+    except _unreachable_types() as error:
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        print(f"paylink: a dependency is unreachable: {message}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 if __name__ == "__main__":

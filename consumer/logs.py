@@ -83,3 +83,5 @@ def configure(level: str = "INFO", fmt: str = "auto", secrets: list[str] | None 
     # aiokafka logs every reconnect attempt at WARNING/ERROR; keep them, but not its INFO chatter.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # stripe-python logs every request at INFO, URLs included (customer search queries hold e-mails).
+    logging.getLogger("stripe").setLevel(max(logging.WARNING, root.level))

@@ -8,15 +8,22 @@ so a standby takes over at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer
 
 from consumer import logs, metrics
-from consumer.bootstrap import build_relay, build_worker, make_consumer, make_producer, open_components
+from consumer.bootstrap import Components, build_relay, build_worker, make_consumer, make_producer, open_components
 from consumer.health import HealthServer
+from consumer.relay import Relay
 from consumer.settings import Settings
 
 log = logging.getLogger("paylink")
+SAMPLE_INTERVAL_S = 1.0  # gauges read from Kafka/MongoDB (lag, backlog) are refreshed this often
 
 
 def configure_logging(settings: Settings) -> None:
@@ -48,9 +55,11 @@ async def run_worker(settings: Settings, metrics_port: int | None = None) -> Non
 
         health = await _start_health(metrics_port or settings.metrics_port, ready)
         log.info("worker started", extra={"topic": settings.requests_topic, "group": settings.consumer_group})
+        sampler = asyncio.create_task(_every(stop, _consumer_lag_sampler(consumer)))
         try:
             await worker.run(stop)
         finally:
+            await _cancel(sampler)
             await consumer.stop()
             if health:
                 await health.stop()
@@ -73,9 +82,11 @@ async def run_relay(settings: Settings, metrics_port: int | None = None) -> None
 
         health = await _start_health(metrics_port or settings.metrics_port, ready)
         log.info("relay started", extra={"topic": settings.results_topic})
+        sampler = asyncio.create_task(_every(stop, _outbox_sampler(components, relay)))
         try:
             await relay.run(stop)
         finally:
+            await _cancel(sampler)
             await producer.stop()
             if health:
                 await health.stop()
@@ -88,3 +99,56 @@ async def _start_health(port: int | None, ready: object) -> HealthServer | None:
     server = HealthServer(port, ready)  # type: ignore[arg-type]
     await server.start()
     return server
+
+
+Sample = Callable[[], Awaitable[None]]
+
+
+async def _every(stop: asyncio.Event, sample: Sample) -> None:
+    """Runs ``sample`` every ``SAMPLE_INTERVAL_S`` until ``stop``; a failed sample is skipped, never fatal."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(sample(), timeout=5 * SAMPLE_INTERVAL_S)
+        except Exception as error:  # metrics must never take the process down
+            log.debug("metrics sample failed", extra={"error": repr(error)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=SAMPLE_INTERVAL_S)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _consumer_lag_sampler(consumer: AIOKafkaConsumer) -> Sample:
+    """``paylink_consumer_lag{partition}``: end offset - committed offset of each assigned partition."""
+    reported: set[str] = set()
+
+    async def sample() -> None:
+        assigned = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+        ends = await consumer.end_offsets(assigned) if assigned else {}
+        current: set[str] = set()
+        for tp in assigned:
+            committed = await consumer.committed(tp)
+            start = committed if committed is not None else (await consumer.beginning_offsets([tp]))[tp]
+            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, ends[tp] - start))
+            current.add(str(tp.partition))
+        for gone in reported - current:  # revoked: its lag is another worker's to report
+            metrics.CONSUMER_LAG.remove(gone)
+        reported.clear()
+        reported.update(current)
+
+    return sample
+
+
+def _outbox_sampler(components: Components, relay: Relay) -> Sample:
+    """``paylink_outbox_backlog``, ``paylink_outbox_oldest_age_seconds`` and the lease gauge."""
+
+    async def sample() -> None:
+        metrics.LEASE_ACTIVE.set(1 if relay.stats.active else 0)
+        backlog, oldest = await components.outbox.backlog()
+        metrics.OUTBOX_BACKLOG.set(backlog)
+        metrics.OUTBOX_OLDEST_AGE.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
+
+    return sample

@@ -15,12 +15,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
 from adapters.mongo.outbox import OutboxEntry
+from consumer import metrics
 from domain.errors import RetryableError
 
 log = logging.getLogger("paylink.relay")
@@ -97,6 +98,7 @@ class Relay:
             if self.stats.active:
                 with contextlib.suppress(RetryableError):  # else the lease lapses on its own
                     await self._lease.release()
+                metrics.LEASE_ACTIVE.set(0)
 
     async def _hold_lease(self) -> bool:
         # Renew at a third of the lease so one slow round trip never lets it lapse while active.
@@ -106,6 +108,7 @@ class Relay:
         if active != self.stats.active:
             log.info("relay lease %s", "acquired" if active else "lost", extra={"owner": self._lease.owner})
         self.stats.active = active
+        metrics.LEASE_ACTIVE.set(1 if active else 0)
         if active:
             self._renewed_at = time.monotonic()
         return active
@@ -125,6 +128,10 @@ class Relay:
             for entry in entries
         ]
         await asyncio.gather(*acknowledgements)
+        acknowledged = datetime.now(UTC)
+        for entry in entries:
+            metrics.PUBLISH_LAG.observe(max(0.0, (acknowledged - entry.created_at).total_seconds()))
+        metrics.RELAY_PUBLISHED.inc(len(entries))
         await self._outbox.mark_published([entry.event_id for entry in entries])
         self.stats.published += len(entries)
         self.stats.batches += 1

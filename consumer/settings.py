@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     outbox_retention_s: float = Field(
         7 * 24 * 3600.0, gt=0, description="published outbox entries are purged after this long"
     )
+    outbox_purge_interval_s: float = Field(
+        60.0, gt=0, description="how often the active relay, when idle, purges published outbox entries"
+    )
 
     # Operations
     metrics_port: int | None = Field(

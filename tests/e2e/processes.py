@@ -43,7 +43,10 @@ class PaylinkProcess:
         log = (self._log_dir / f"{self.command}-{id(self)}-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "consumer.cli", self.command, *self._extra],
-            env=environment(self._settings), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            env=environment(self._settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
         return self
 

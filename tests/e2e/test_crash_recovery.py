@@ -31,12 +31,20 @@ CONTACTS = {f"c{i}": {"name": f"Contact {i}", "email": f"c{i}@example.com"} for 
 
 @pytest.fixture
 async def stack(
-    kafka_bootstrap: str, mongodb_uri: str, stripe_api_base: str, shortener_base: str, unique_name: str,
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    stripe_api_base: str,
+    shortener_base: str,
+    unique_name: str,
     mongo_client: AsyncMongoClient[dict[str, Any]],
 ) -> AsyncIterator[Settings]:
     settings = settings_for(
-        unique_name, kafka=kafka_bootstrap, mongodb_uri=mongodb_uri, stripe_base=stripe_api_base,
-        shortener_base=shortener_base, max_in_flight=16,
+        unique_name,
+        kafka=kafka_bootstrap,
+        mongodb_uri=mongodb_uri,
+        stripe_base=stripe_api_base,
+        shortener_base=shortener_base,
+        max_in_flight=16,
     )
     await create_topics(settings)
     async with httpx.AsyncClient(base_url=stripe_api_base) as control:
@@ -56,10 +64,14 @@ async def test_sigkilled_workers_and_relay_lose_and_duplicate_nothing(
     tenant = await seed_tenant(db, stripe_api_base, CONTACTS, prices={"Plan": 4900})
     rng = random.Random(7)
     bodies = [
-        request(tenant, f"c{rng.randrange(len(CONTACTS))}", line_items=[
-            {"price_id": tenant.prices["Plan"], "quantity": 1 + i % 3},
-            {"description": "Extra", "amount": 1000 + i},
-        ])
+        request(
+            tenant,
+            f"c{rng.randrange(len(CONTACTS))}",
+            line_items=[
+                {"price_id": tenant.prices["Plan"], "quantity": 1 + i % 3},
+                {"description": "Extra", "amount": 1000 + i},
+            ],
+        )
         for i in range(REQUESTS)
     ]
     ids = {body["event_id"] for body in bodies}

@@ -1,0 +1,114 @@
+"""`paylink replay` end to end: a Stripe outage leaves retryable failures; once the emulator's fault is
+cleared, a replay chosen by reason and account turns them into created links that the relay publishes.
+The CLI runs as a subprocess: its exit codes and output are what operators and scripts rely on."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from consumer.settings import Settings
+from tests.integration.cli_helpers import paylink, stripe_fault
+from tests.integration.harness import (
+    ResultCollector,
+    create_topics,
+    produce,
+    request,
+    running_pipeline,
+    seed_tenant,
+    settings_for,
+)
+
+CONTACTS = {"ada": {"name": "Ada Lovelace", "email": "ada@example.com"}, "bob": {"name": "Bob", "email": "b@x.io"}}
+
+
+@pytest.fixture
+async def stack(
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    stripe_api_base: str,
+    shortener_base: str,
+    unique_name: str,
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+) -> AsyncIterator[Settings]:
+    settings = settings_for(
+        unique_name,
+        kafka=kafka_bootstrap,
+        mongodb_uri=mongodb_uri,
+        stripe_base=stripe_api_base,
+        shortener_base=shortener_base,
+        retry_attempts=2,
+    )
+    await create_topics(settings)
+    yield settings
+    await mongo_client.drop_database(settings.mongodb_uri.rsplit("/", 1)[1])
+
+
+async def wait_for_created(settings: Settings, ids: set[str]) -> dict[str, dict[str, Any]]:
+    """The latest result of each id, waiting (relay only) until every one is PaymentLinkCreated."""
+    async with running_pipeline(settings, workers=0), ResultCollector(settings) as collector:
+        await collector.wait_for(ids)
+        while any(collector.results[i]["event_type"] != "PaymentLinkCreated" for i in ids):
+            for i in [i for i in ids if collector.results[i]["event_type"] != "PaymentLinkCreated"]:
+                collector.results.pop(i)
+            await collector.wait_for(ids)
+        return {i: collector.results[i] for i in ids}
+
+
+async def test_replay_by_reason_and_account_creates_the_links_after_an_outage(
+    stack: Settings, mongo_client: AsyncMongoClient[dict[str, Any]], stripe_api_base: str
+) -> None:
+    db = mongo_client[stack.mongodb_uri.rsplit("/", 1)[1]]
+    tenant = await seed_tenant(db, stripe_api_base, CONTACTS)
+    outage = [request(tenant, "ada"), request(tenant, "bob")]
+    missing = request(tenant, "con-missing")
+    ids = {body["event_id"] for body in outage}
+    outage_fault = stripe_fault(stripe_api_base, tenant.stripe_account, method="POST", path="/v1/invoices", status=500)
+    async with outage_fault, running_pipeline(stack), ResultCollector(stack) as collector:
+        await produce(stack, [*outage, missing])
+        first = await collector.wait_for(ids | {missing["event_id"]})
+    assert {first[i]["reason"] for i in ids} == {"stripe_unavailable"}
+    assert all(first[i]["retryable"] for i in ids)
+    assert first[missing["event_id"]]["reason"] == "contact_not_found"
+
+    selection = ["--reason", "stripe_unavailable", "--account", tenant.account_id]
+    dry = await paylink(stack, "replay", *selection, "--dry-run")
+    assert dry.code == 0, dry.err
+    assert all(i in dry.out for i in ids) and missing["event_id"] not in dry.out
+    assert "2 of 2 would be replayed" in dry.out
+    assert await db["sagas"].count_documents({"_id": {"$in": list(ids)}, "status": "failed"}) == 2
+
+    ran = await paylink(stack, "replay", *selection)
+    assert ran.code == 0, ran.out + ran.err
+    assert "replayed 2 (created 2, failed again 0)" in ran.out
+    assert "failed to enqueue 0" in ran.out
+    assert "\r" not in ran.err, "no progress bar when stderr is not a terminal"
+    created = await wait_for_created(stack, ids)
+    assert all(result["invoice_id"].startswith("in_") for result in created.values())
+    assert {result["attempt"] for result in first.values() if result["payment_link_id"] in ids} == {1}
+
+    # Replaying again is harmless: nothing matches the filter any more, and by id they are skipped.
+    again = await paylink(stack, "replay", *selection)
+    assert (again.code, "replayed 0" in again.out) == (0, True)
+    by_id = await paylink(stack, "replay", *(arg for i in sorted(ids) for arg in ("--event-id", i)))
+    assert by_id.code == 0 and "already succeeded 2" in by_id.out, by_id.out
+
+    # A permanent failure whose cause is still there fails again: exit 1; an unknown id: exit 1.
+    still = await paylink(stack, "replay", "--event-id", missing["event_id"])
+    assert still.code == 1 and "failed again 1: contact_not_found 1" in still.out, still.out
+    unknown = await paylink(stack, "replay", "--event-id", str(uuid.uuid4()))
+    assert unknown.code == 1 and "not found 1" in unknown.out
+
+
+async def test_replay_usage_and_unreachable_exit_codes(stack: Settings) -> None:
+    assert (await paylink(stack, "replay")).code == 2
+    assert (await paylink(stack, "replay", "--event-id", "x", "--reason", "stripe_unavailable")).code == 2
+    assert (await paylink(stack, "replay", "--reason", "no_such_reason")).code == 2
+    nowhere = stack.model_copy(update={"mongodb_uri": "mongodb://127.0.0.1:1/paylink?serverSelectionTimeoutMS=300"})
+    unreachable = await paylink(nowhere, "replay", "--all")
+    assert unreachable.code == 3, unreachable.err
+    assert "unreachable" in unreachable.err

@@ -1,0 +1,125 @@
+"""`paylink topics create`, `paylink publish` and `paylink status` end to end: requests published with the
+CLI are processed by a worker while no relay runs, so the outbox fills; `status` must report that backlog,
+the consumer group's per-partition lag and the sagas' outcomes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from consumer.settings import Settings
+from tests.e2e.processes import wait_until
+from tests.integration.cli_helpers import paylink
+from tests.integration.harness import ResultCollector, request, running_pipeline, seed_tenant, settings_for
+
+
+@pytest.fixture
+async def stack(
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    stripe_api_base: str,
+    shortener_base: str,
+    unique_name: str,
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+) -> AsyncIterator[Settings]:
+    settings = settings_for(
+        unique_name,
+        kafka=kafka_bootstrap,
+        mongodb_uri=mongodb_uri,
+        stripe_base=stripe_api_base,
+        shortener_base=shortener_base,
+    )
+    yield settings
+    await mongo_client.drop_database(settings.mongodb_uri.rsplit("/", 1)[1])
+
+
+async def test_publish_then_status_reports_the_backlog_lag_and_outcomes(
+    stack: Settings, mongo_client: AsyncMongoClient[dict[str, Any]], stripe_api_base: str, tmp_path: Path
+) -> None:
+    created = await paylink(stack, "topics", "create")
+    assert created.code == 0 and created.out.count(": created") == 2, created.out + created.err
+    again = await paylink(stack, "topics", "create")
+    assert again.code == 0 and again.out.count(": exists") == 2, "topics create is idempotent"
+
+    db = mongo_client[stack.mongodb_uri.rsplit("/", 1)[1]]
+    tenant = await seed_tenant(
+        db, stripe_api_base, {"ada": {"name": "Ada", "email": "ada@example.com"}}, prices={"Plan": 4900}
+    )
+    contact = tenant.contacts["ada"]["_id"]
+    flags = ["--account", tenant.account_id, "--contact", contact, "--currency", "EUR"]
+    by_flags = await paylink(
+        stack,
+        "publish",
+        *flags,
+        "--days-until-due",
+        "10",
+        "--item",
+        f"{tenant.prices['Plan']}:2",
+        "--amount-item",
+        "Setup: phase 1:1500",
+        "--correlation-id",
+        "corr-cli",
+        "--note-id",
+        "note-9",
+        "--metadata",
+        "deal=D-1",
+    )
+    assert by_flags.code == 0, by_flags.err
+    due = (date.today() + timedelta(days=20)).isoformat()
+    body = request(tenant, "ada", due_date=due, days_until_due=None)
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(body))
+    by_file = await paylink(stack, "publish", "--file", str(path))
+    by_stdin = await paylink(stack, "publish", "--file", "-", stdin=json.dumps(request(tenant, "ada")).encode())
+    assert (by_file.code, by_file.out.strip()) == (0, body["event_id"])
+    assert by_stdin.code == 0
+    invalid = await paylink(stack, "publish", *flags, "--days-until-due", "0", "--amount-item", "x:5")
+    assert invalid.code == 2 and "invalid_due_date" in invalid.err, "validated before sending; nothing sent"
+    ids = {by_flags.out.strip(), body["event_id"], by_stdin.out.strip()}
+
+    async with running_pipeline(stack, relays=0):  # a worker, no relay: the outbox fills
+
+        async def outbox_full() -> bool:
+            return await db["outbox"].count_documents({"published": False}) == 3
+
+        await wait_until(outbox_full, 60, "three results in the outbox")
+        report = await paylink(stack, "status", "--json")
+        assert report.code == 0, report.err
+        status = json.loads(report.stdout)
+        table = await paylink(stack, "status", "--window", "2h")
+
+    assert status["outbox"]["backlog"] == 3
+    assert status["outbox"]["oldest_age_s"] >= 0
+    assert status["sagas"]["by_status"] == {"created": 3}
+    assert status["sagas"]["in_flight"] == 0
+    kafka = status["kafka"]
+    assert kafka["group"] == stack.consumer_group and kafka["members"] == 1
+    assert [p["partition"] for p in kafka["partitions"]] == list(range(stack.topic_partitions))
+    assert sum(p["end"] for p in kafka["partitions"]) == 3
+    assert all(p["lag"] == p["end"] - (p["committed"] or 0) for p in kafka["partitions"])
+    assert status["relay"]["owner"] is None and status["unreachable"] == []
+    assert table.code == 0 and "backlog 3" in table.out and "created 3" in table.out, table.out
+
+    async with running_pipeline(stack, workers=0), ResultCollector(stack) as collector:  # a relay drains it
+        results = await collector.wait_for(ids)
+        drained = json.loads((await paylink(stack, "status", "--json")).stdout)
+    assert {r["event_type"] for r in results.values()} == {"PaymentLinkCreated"}
+    flagged = results[by_flags.out.strip()]
+    assert (flagged["correlation_id"], flagged["amount_due"]) == ("corr-cli", 2 * 4900 + 1500)
+    assert drained["outbox"]["backlog"] == 0
+    assert drained["relay"]["held"] is True
+
+
+async def test_status_exits_3_when_a_dependency_is_unreachable(stack: Settings) -> None:
+    nowhere = stack.model_copy(update={"kafka_bootstrap_servers": "127.0.0.1:1"})
+    ran = await paylink(nowhere, "status", "--json")
+    assert ran.code == 3
+    report = json.loads(ran.stdout)
+    assert report["unreachable"] == ["kafka"] and "error" in report["kafka"]
+    assert "backlog" in report["outbox"], "the reachable parts are still reported"
