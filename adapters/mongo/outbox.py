@@ -1,17 +1,22 @@
 """The outbox: result events waiting to be published to Kafka by the relay.
 
 Document: ``{_id: event_id, seq, key, event_type, payload, created_at, published, published_at}``.
-``_id`` is the result's ``event_id``, so appending the same event twice stores it once. ``seq`` comes
-from an atomic counter and gives the relay its publishing order (insertion order).
+``_id`` is the result's ``event_id``, so appending the same event twice stores it once. ``seq`` gives
+the relay its publishing order (insertion order): each append claims the number above the highest one
+claimed so far by inserting ``{_id: seq}`` into ``outbox_seq``. An insert on a unique ``_id`` is atomic
+on MongoDB and on FerretDB alike; a ``$inc`` counter is not on FerretDB (its ``findAndModify`` reads,
+then writes), which handed concurrent appends the same ``seq`` and could even move the counter back,
+giving a later append a lower ``seq`` than an earlier one.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -19,6 +24,9 @@ from adapters.mongo.errors import store_errors
 from domain.errors import RetryableError
 
 Document = dict[str, Any]
+SEQ_ATTEMPTS = 64
+SEQ_CLAIMS_KEPT = 256  # newest claims kept: only an append stalled across 256 others could re-claim a number
+SEQ_PRUNE_EVERY = 64  # prune each time seq passes a multiple of 64 (FerretDB scans a collection per query)
 
 
 class ResultEvent(Protocol):
@@ -44,7 +52,7 @@ class OutboxEntry:
 class MongoOutbox:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._entries = database["outbox"]
-        self._counters = database["counters"]
+        self._seqs = database["outbox_seq"]
 
     async def ensure_indexes(self) -> None:
         with store_errors("outbox index creation"):
@@ -71,15 +79,34 @@ class MongoOutbox:
                 return  # appended before (a redelivery, or a concurrent append of the same event)
 
     async def _next_seq(self) -> int:
-        for _ in range(3):
+        """A ``seq`` no other append got, above every ``seq`` claimed before this call started.
+
+        Gaps are harmless (only the order matters), so each try lands a random, growing distance above
+        the newest claim: contending appends spread out instead of colliding on the same number.
+        """
+        for attempt in range(SEQ_ATTEMPTS):
+            newest = await self._seqs.find_one({}, sort=[("_id", DESCENDING)])
+            above = int(newest["_id"]) if newest else await self._highest_entry_seq()
+            seq = above + 1 + random.randrange(1 << min(attempt + 1, 8))
             try:
-                counter = await self._counters.find_one_and_update(
-                    {"_id": "outbox"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
-                )
-                return int(counter["seq"]) if counter else 0
+                await self._seqs.insert_one({"_id": seq})
             except DuplicateKeyError:
-                continue  # two first-ever upserts raced; the counter exists now
-        raise RetryableError("internal_error", "outbox sequence counter is contended")
+                continue  # a concurrent append claimed it first
+            if seq // SEQ_PRUNE_EVERY != above // SEQ_PRUNE_EVERY:
+                await self._prune_claims()
+            return seq
+        raise RetryableError("internal_error", "outbox sequence is contended")
+
+    async def _prune_claims(self) -> None:
+        cursor = self._seqs.find({}, {"_id": 1}).sort("_id", DESCENDING).skip(SEQ_CLAIMS_KEPT).limit(1)
+        newest_dropped = await cursor.to_list()
+        if newest_dropped:
+            await self._seqs.delete_many({"_id": {"$lte": newest_dropped[0]["_id"]}})
+
+    async def _highest_entry_seq(self) -> int:
+        # No claim yet in this database (first append, or entries from before ``outbox_seq``).
+        last = await self._entries.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
+        return int(last["seq"]) if last else 0
 
     async def unpublished(self, limit: int) -> list[OutboxEntry]:
         """The oldest unpublished entries, in insertion order."""

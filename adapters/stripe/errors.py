@@ -8,8 +8,10 @@ The adapter classifies; the saga decides what to do. Mapping:
   ``Stripe-Should-Retry: false``; ``Stripe-Should-Retry: true`` makes any error retryable;
 - 401 (the platform key) → retryable: it is an operator's mistake, not the request's, so the request
   should stay replayable once the key is fixed rather than fail for good;
-- an idempotency conflict → retryable: for customers (whose key is shared per contact) a concurrent
-  request created the customer with other details, and the retry finds it linked.
+- an idempotency conflict (a key reused with other parameters, 400) → ``stripe_invalid_request``
+  (permanent), as the ``Billing`` port says: keys are derived from the parameters (the customer key
+  hashes them), so a conflict is a bug that no retry cures; a key still in use by a concurrent
+  request (409) stays retryable.
 Messages keep Stripe's text (bounded, secrets masked) so operators see what Stripe objected to.
 """
 
@@ -48,11 +50,7 @@ def translate(error: stripe.StripeError, operation: str) -> PaylinkError:
         return PermanentError(Reason.STRIPE_INVALID_REQUEST, described)
     if isinstance(
         error,
-        stripe.RateLimitError
-        | stripe.APIConnectionError
-        | stripe.APIError
-        | stripe.AuthenticationError
-        | stripe.IdempotencyError,
+        stripe.RateLimitError | stripe.APIConnectionError | stripe.APIError | stripe.AuthenticationError,
     ):
         return RetryableError(Reason.STRIPE_UNAVAILABLE, described)
     if status is not None and (status >= 500 or status in (409, 429)):
