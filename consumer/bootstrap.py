@@ -28,7 +28,7 @@ from adapters.mongo.outbox import MongoOutbox
 from adapters.mongo.saga_store import MongoSagaStore
 from adapters.mongo.setup import ensure_indexes
 from adapters.shortener import HttpShortener
-from adapters.stripe.billing import StripeBilling, make_stripe_client
+from adapters.stripe.billing import StripeBilling, make_stripe_client, make_stripe_session
 from adapters.stripe.rate_limit import AccountRateLimiter
 from consumer import metrics
 from consumer.processing import RequestHandler, RetryPolicy
@@ -80,11 +80,12 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
     crm_database = mongo[settings.crm_database] if settings.crm_database else database
     limits = httpx.Limits(max_connections=settings.max_in_flight * 2, max_keepalive_connections=settings.max_in_flight)
     http = httpx.AsyncClient(limits=limits)
+    stripe_session = make_stripe_session(max_connections=settings.max_in_flight * 2)
     try:
         await ensure_indexes(database)
         sagas, outbox = MongoSagaStore(database), MongoOutbox(database)
         stripe_client = make_stripe_client(
-            http,
+            stripe_session,
             settings.stripe_api_key.get_secret_value(),
             settings.stripe_api_base,
             settings.stripe_timeout_s,
@@ -106,9 +107,11 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             outbox=outbox,
             clock=SystemClock(),
             ids=UuidGenerator(),
+            items_per_call=settings.stripe_items_per_call,
         )
         yield Components(settings, mongo, database, crm_database, http, saga, sagas, outbox, MongoDeadLetters(database))
     finally:
+        await stripe_session.close()
         await http.aclose()
         await mongo.close()
 

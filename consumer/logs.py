@@ -83,5 +83,8 @@ def configure(level: str = "INFO", fmt: str = "auto", secrets: list[str] | None 
     # aiokafka logs every reconnect attempt at WARNING/ERROR; keep them, but not its INFO chatter.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # stripe-python logs two INFO lines per API call (request, response): paylink's own metrics and
+    # per-saga log lines say the same, at a fraction of the cost.
+    logging.getLogger("stripe").setLevel(logging.WARNING)
     # stripe-python logs every request at INFO, URLs included (customer search queries hold e-mails).
     logging.getLogger("stripe").setLevel(max(logging.WARNING, root.level))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -92,9 +92,13 @@ class RequestHandler:
 
     async def _until_durable(self, job: RequestJob) -> None:
         delay = self._policy.initial_s
+        bug: str | None = None  # set once handling failed unexpectedly: then only the dead letter is owed
         while True:
             try:
-                await self._handle_once(job)
+                if bug is None:
+                    await self._handle_once(job)
+                else:
+                    await self._dead_letter(job, Reason.INTERNAL_ERROR, bug)
                 return
             except RetryableError as error:
                 log.warning(
@@ -103,6 +107,13 @@ class RequestHandler:
                 )
                 await asyncio.sleep(random.uniform(0, delay))
                 delay = min(delay * 2, self._policy.max_s)
+            except Exception as error:
+                if bug is not None:
+                    raise  # even the dead letter cannot be written: nothing durable is possible
+                # Never let one message stall its partition (its offset could never be committed, and
+                # every redelivery would fail the same way): keep its raw bytes as a dead letter.
+                log.exception("unexpected error while handling a message; dead-lettering it", extra=_identity(job))
+                bug = f"unexpected error: {excerpt(repr(error), 200)}"
 
     async def _handle_once(self, job: RequestJob) -> None:
         if job.request is None:
@@ -123,7 +134,7 @@ class RequestHandler:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableError),
             stop=stop_after_attempt(self._policy.attempts),
-            wait=wait_random_exponential(multiplier=self._policy.initial_s, max=self._policy.max_s),
+            wait=_honouring_hints(wait_random_exponential(multiplier=self._policy.initial_s, max=self._policy.max_s)),
             before_sleep=lambda state: _log_retry(request, state),
             reraise=True,
         )
@@ -157,6 +168,18 @@ class RequestHandler:
             account_id=identity.account_id if identity else None,
         )
         metrics.DEAD_LETTERS.labels(reason.value).inc()
+
+
+def _honouring_hints(backoff: Callable[[RetryCallState], float]) -> Callable[[RetryCallState], float]:
+    """The backoff, but never shorter than the failed dependency asked for (``retry_after_s``, e.g.
+    Stripe's ``Retry-After`` on a 429)."""
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        hint = error.retry_after_s if isinstance(error, RetryableError) else None
+        return max(backoff(state), hint or 0.0)
+
+    return wait
 
 
 def _identity(job: RequestJob) -> dict[str, Any]:

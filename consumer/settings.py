@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     stripe_rate_limit_per_s: float = Field(
         100.0, gt=0, description="client-side request budget per connected account (Stripe live-mode limit)"
     )
+    stripe_items_per_call: int = Field(
+        250,
+        ge=1,
+        le=250,
+        description="line items per Stripe call (>1: add_lines bulk calls where the lines allow; 1: one "
+        "call per item). Change it only while no saga is in flight: the idempotency keys depend on it",
+    )
 
     # Shortener
     shortener_url: str = Field("http://localhost:12180/shorten", description="shortener endpoint")

@@ -56,12 +56,23 @@ class PaylinkError(Exception):
 
 
 class RetryableError(PaylinkError):
-    """Transient: retry with backoff. Use ``stripe_unavailable`` for Stripe, ``internal_error`` for stores."""
+    """Transient: retry with backoff. Use ``stripe_unavailable`` for Stripe, ``internal_error`` for stores.
+
+    ``retry_after_s``: the dependency's own hint (e.g. Stripe's ``Retry-After`` on a 429); the worker
+    waits at least that long before the next attempt.
+    """
 
     retryable = True
 
-    def __init__(self, reason: Reason | str = Reason.STRIPE_UNAVAILABLE, message: str = "") -> None:
+    def __init__(
+        self,
+        reason: Reason | str = Reason.STRIPE_UNAVAILABLE,
+        message: str = "",
+        *,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(reason, message or "a dependency is temporarily unavailable")
+        self.retry_after_s = retry_after_s
 
 
 class PermanentError(PaylinkError):

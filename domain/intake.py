@@ -137,7 +137,13 @@ def recover_identity(raw: bytes) -> RecoveredIdentity | None:
 
 
 def _short_string(value: object) -> str | None:
-    return value if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS else None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_CHARS:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the JSON): no event, store or log can hold it
+        return None
+    return value
 
 
 def _canonical_uuid(value: str) -> str:

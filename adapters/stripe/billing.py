@@ -1,26 +1,41 @@
 """The ``Billing`` port on Stripe, through stripe-python's async ``StripeClient``.
 
-- One ``StripeClient`` per process, over an injected ``httpx.AsyncClient`` (connection pooling, and
-  tests can point it anywhere); the connected account travels per request as ``Stripe-Account``.
+- One ``StripeClient`` per process, over an injected HTTP session (connection pooling, and tests can
+  point it anywhere); the connected account travels per request as ``Stripe-Account``. The worker
+  passes an ``aiohttp.ClientSession``: httpx's pool (httpcore) scans every pooled connection, with a
+  socket check each, on every request and every response, which at 128 concurrent calls cost 14 ms of
+  CPU per call (62 calls/s at 200 ms latency, against 548 with aiohttp; tests/benchmarks). An
+  ``httpx.AsyncClient`` is still accepted (tests, tools).
 - stripe-python's own retries are off (``max_network_retries=0``): the worker owns the retry policy,
   and a hidden second layer would multiply attempts and hide faults from metrics.
-- A token bucket per connected account (``AccountRateLimiter``) spaces requests below Stripe's limit.
+- A rate limiter per connected account (``AccountRateLimiter``) spaces requests below Stripe's limit.
+  A 429 surfaces as a ``RetryableError``; with ``Retry-After`` it pauses the whole account that long
+  and carries the hint, which the worker's backoff honours. Without it the account's pacing is kept
+  (the 429 came from jitter around the limit: pausing would only give away more slots) and the
+  request alone backs off and retries.
+- Line items go in as few calls as the parameters allow: a run of lines that ``add_lines`` can express
+  exactly (a price with a quantity, or an amount with quantity 1) is one ``POST
+  /v1/invoices/{id}/add_lines`` (all or nothing, keyed by the batch key); any other line (an amount
+  with a quantity > 1, which needs ``unit_amount_decimal`` and only ``/v1/invoiceitems`` takes it) and
+  a run of one are one ``POST /v1/invoiceitems`` each, keyed by the line's own key.
 - Every error becomes the domain's ``RetryableError``/``PermanentError`` (``adapters.stripe.errors``).
 """
 
 from __future__ import annotations
 
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+import aiohttp
 import httpx
 import stripe
 
 from adapters.stripe.errors import StripeObjectMissing, translate
 from adapters.stripe.rate_limit import AccountRateLimiter
 from domain.billing import DraftInvoice, FinalizedInvoice, InvoiceItem, InvoiceStatus, NewCustomer
-from domain.errors import PermanentError
+from domain.errors import PermanentError, RetryableError
 
 T = TypeVar("T")
 Observer = Callable[[str, str, float], None]  # endpoint, status, seconds
@@ -34,12 +49,42 @@ class InjectedHTTPXClient(stripe.HTTPXClient):
         self._client_async = client
 
 
+class SessionAIOHTTPClient(stripe.AIOHTTPClient):
+    """stripe-python's aiohttp transport over a caller-owned session.
+
+    stripe-python reads the response body outside its error handling; a connection lost or a timeout
+    while reading it is a network error too (``APIConnectionError``), like one before the headers.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, timeout_s: float) -> None:
+        super().__init__(timeout=aiohttp.ClientTimeout(total=timeout_s), session=session)
+
+    async def request_async(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None
+    ) -> tuple[bytes, int, Mapping[str, str]]:
+        try:
+            return await super().request_async(method, url, headers, post_data)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            self._handle_request_error(error)
+
+
+def make_stripe_session(max_connections: int) -> aiohttp.ClientSession:
+    """The HTTP session for ``make_stripe_client`` (the caller closes it)."""
+    tls = ssl.create_default_context(cafile=stripe.ca_bundle_path)
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_connections, ssl=tls))
+
+
 def make_stripe_client(
-    http: httpx.AsyncClient, api_key: str, api_base: str, timeout_s: float = 10.0
+    http: httpx.AsyncClient | aiohttp.ClientSession, api_key: str, api_base: str, timeout_s: float = 10.0
 ) -> stripe.StripeClient:
+    transport: stripe.HTTPClient = (
+        SessionAIOHTTPClient(http, timeout_s)
+        if isinstance(http, aiohttp.ClientSession)
+        else InjectedHTTPXClient(http, timeout_s)
+    )
     return stripe.StripeClient(
         api_key,
-        http_client=InjectedHTTPXClient(http, timeout_s),
+        http_client=transport,
         base_addresses={"api": api_base},
         max_network_retries=0,
     )
@@ -61,7 +106,11 @@ class StripeBilling:
             return await request()
         except stripe.StripeError as error:
             status = str(error.http_status or type(error).__name__)
-            raise translate(error, endpoint) from error
+            translated = translate(error, endpoint)
+            hint = translated.retry_after_s if isinstance(translated, RetryableError) else None
+            if error.http_status == 429 and hint is not None:
+                self._limiter.pause(stripe_account, hint)
+            raise translated from error
         finally:
             if self._observe is not None:
                 self._observe(endpoint, status, time.perf_counter() - started)
@@ -98,17 +147,32 @@ class StripeBilling:
     async def add_invoice_items(
         self, stripe_account: str, invoice_id: str, items: Sequence[InvoiceItem], idempotency_key: str
     ) -> None:
-        # One call per item, in order, each with its own key: a batch interrupted half-way is re-sent
-        # whole and Stripe answers the finished items from its idempotency cache.
-        for item in items:
+        # In order; a batch interrupted half-way is re-sent whole with the same keys, and Stripe answers
+        # the finished calls from its idempotency cache.
+        runs = _runs(items)
+        for run in runs:
+            if len(run) == 1:
+                await self._add_item(stripe_account, invoice_id, run[0])
+                continue
+            key = idempotency_key if len(runs) == 1 else f"{idempotency_key}-{run[0].index}-{run[-1].index + 1}"
+            params = {"lines": [_bulk_line(item, invoice_id) for item in run]}
             await self._call(
-                "invoiceitems.create",
+                "invoices.add_lines",
                 stripe_account,
-                lambda item=item: self._v1.invoice_items.create_async(  # type: ignore[misc]
-                    params=cast(Any, item.stripe_params(invoice_id)),
-                    options=_post(stripe_account, item.idempotency_key),
+                lambda params=params, key=key: self._v1.invoices.add_lines_async(  # type: ignore[misc]
+                    invoice_id, params=cast(Any, params), options=_post(stripe_account, key)
                 ),
             )
+
+    async def _add_item(self, stripe_account: str, invoice_id: str, item: InvoiceItem) -> None:
+        await self._call(
+            "invoiceitems.create",
+            stripe_account,
+            lambda: self._v1.invoice_items.create_async(
+                params=cast(Any, item.stripe_params(invoice_id)),
+                options=_post(stripe_account, item.idempotency_key),
+            ),
+        )
 
     async def finalize_invoice(self, stripe_account: str, invoice_id: str, idempotency_key: str) -> FinalizedInvoice:
         try:
@@ -166,6 +230,38 @@ class StripeBilling:
             if await self.invoice_status(stripe_account, invoice_id) == "void":
                 return
             raise
+
+
+def _bulkable(item: InvoiceItem) -> bool:
+    """Whether an ``add_lines`` line can show exactly what ``item.stripe_params`` would."""
+    return item.price_id is not None or item.quantity == 1
+
+
+def _runs(items: Sequence[InvoiceItem]) -> list[list[InvoiceItem]]:
+    """Consecutive bulkable items grouped; every other item alone."""
+    runs: list[list[InvoiceItem]] = []
+    for item in items:
+        if _bulkable(item) and runs and _bulkable(runs[-1][-1]):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
+def _bulk_line(item: InvoiceItem, invoice_id: str) -> dict[str, Any]:
+    """The ``add_lines`` line for a bulkable item, from the item's own ``/v1/invoiceitems`` parameters:
+    ``pricing`` + ``quantity`` as they are; an amount line (quantity 1) as ``amount`` + ``description``
+    (its unit amount is its total; the currency is the invoice's, which the draft was created with)."""
+    params = item.stripe_params(invoice_id)
+    line: dict[str, Any] = {"metadata": params["metadata"]}
+    if "pricing" in params:
+        line["pricing"] = params["pricing"]
+        line["quantity"] = params["quantity"]
+    else:
+        line["amount"] = int(params["unit_amount_decimal"])
+        if params.get("description") is not None:
+            line["description"] = params["description"]
+    return line
 
 
 def _post(stripe_account: str, idempotency_key: str) -> stripe.RequestOptions:

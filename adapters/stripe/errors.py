@@ -13,11 +13,15 @@ The adapter classifies; the saga decides what to do. Mapping:
   hashes them), so a conflict is a bug that no retry cures; a key still in use by a concurrent
   request (409) stays retryable.
 Messages keep Stripe's text (bounded, secrets masked) so operators see what Stripe objected to.
+A ``Retry-After`` header (seconds or an HTTP date) becomes ``RetryableError.retry_after_s``: the worker
+waits at least that long, and the adapter pauses the account's rate limiter for as long.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from email.utils import parsedate_to_datetime
 
 import stripe
 
@@ -35,10 +39,11 @@ def translate(error: stripe.StripeError, operation: str) -> PaylinkError:
     text = _SECRET.sub("[redacted]", error.user_message or type(error).__name__)
     status = error.http_status
     described = f"Stripe {operation} failed ({status or 'no response'}): {text}"
+    hint = retry_after_s(error)
     if should_retry == "true":
-        return RetryableError(Reason.STRIPE_UNAVAILABLE, described)
+        return RetryableError(Reason.STRIPE_UNAVAILABLE, described, retry_after_s=hint)
     if isinstance(error, stripe.InvalidRequestError) and should_retry != "false" and status in (409, 429):
-        return RetryableError(Reason.STRIPE_UNAVAILABLE, described)
+        return RetryableError(Reason.STRIPE_UNAVAILABLE, described, retry_after_s=hint)
     if isinstance(error, stripe.InvalidRequestError):
         reason = _invalid_request_reason(error)
         if error.code == "resource_missing" and reason is Reason.STRIPE_INVALID_REQUEST:
@@ -52,10 +57,29 @@ def translate(error: stripe.StripeError, operation: str) -> PaylinkError:
         error,
         stripe.RateLimitError | stripe.APIConnectionError | stripe.APIError | stripe.AuthenticationError,
     ):
-        return RetryableError(Reason.STRIPE_UNAVAILABLE, described)
+        return RetryableError(Reason.STRIPE_UNAVAILABLE, described, retry_after_s=hint)
     if status is not None and (status >= 500 or status in (409, 429)):
-        return RetryableError(Reason.STRIPE_UNAVAILABLE, described)
+        return RetryableError(Reason.STRIPE_UNAVAILABLE, described, retry_after_s=hint)
     return PermanentError(Reason.STRIPE_INVALID_REQUEST, described)
+
+
+MAX_RETRY_AFTER_S = 60.0
+
+
+def retry_after_s(error: stripe.StripeError) -> float | None:
+    """Stripe's ``Retry-After`` (delta seconds or an HTTP date), bounded to a minute; None when absent."""
+    headers = error.headers or {}
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def _invalid_request_reason(error: stripe.InvalidRequestError) -> Reason:

@@ -1,0 +1,169 @@
+"""Relay throughput against a raw producer, and end-to-end latency through worker and relay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pymongo import AsyncMongoClient
+
+from adapters.mongo.outbox import OutboxEntry
+from consumer.relay import headers_for
+from consumer.settings import Settings
+from tests.benchmarks.common import (
+    Process,
+    configure_stripe,
+    create_topics,
+    log_dir,
+    percentile,
+    requests_for,
+    reset_emulators,
+    seed,
+    settings_for,
+)
+
+
+def _event(n: int) -> tuple[str, str, bytes]:
+    """An outbox entry's id, key and payload, shaped like a PaymentLinkCreated (about 900 bytes)."""
+    event_id = str(uuid.uuid4())
+    body = {
+        "event_id": event_id, "event_type": "PaymentLinkCreated", "schema_version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(), "payment_link_id": str(uuid.uuid4()),
+        "correlation_id": f"bench-{n}", "account_id": "acc-bench", "contact_id": f"con-{n % 97}",
+        "stripe_account": "acct_bench", "customer_id": f"cus_{n:014d}", "invoice_id": f"in_{n:016d}",
+        "invoice_number": f"BENCH-{n:06d}", "status": "open", "amount_due": 14800, "currency": "eur",
+        "due_date": "2030-01-01", "hosted_invoice_url": f"https://invoice.stripe.test/i/acct_bench/in_{n:016d}",
+        "invoice_pdf": f"https://invoice.stripe.test/i/acct_bench/in_{n:016d}/pdf",
+        "short_url": f"http://127.0.0.1:12180/s/{n:08x}", "url": f"http://127.0.0.1:12180/s/{n:08x}",
+    }  # fmt: skip
+    return event_id, f"con-{n % 97}", json.dumps(body).encode()
+
+
+async def _timestamps(settings: Settings, topic: str, expected: int, timeout_s: float = 120) -> list[int]:
+    """Kafka CreateTime (ms) of the ``expected`` records of ``topic``, read from the beginning."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        stamps: list[int] = []
+        async with asyncio.timeout(timeout_s):
+            while len(stamps) < expected:
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                stamps.extend(record.timestamp for records in batch.values() for record in records)
+        return stamps
+    finally:
+        await consumer.stop()
+
+
+def _rate(stamps: list[int]) -> float:
+    span_ms = max(stamps) - min(stamps)
+    return (len(stamps) - 1) / max(span_ms, 1) * 1000
+
+
+async def relay_vs_raw(mongo: AsyncMongoClient[dict[str, Any]], entries: int) -> dict[str, Any]:
+    """Publish rate of ``paylink relay`` from a pre-filled outbox, and of a raw producer (same messages)."""
+    name = f"bench-relay-{uuid.uuid4().hex[:6]}"
+    settings = settings_for(name)
+    database = settings.mongodb_uri.rsplit("/", 1)[1]
+    raw_topic = f"{name}.raw"
+    await create_topics(settings, extra=[raw_topic])
+    events = [_event(n) for n in range(entries)]
+    now = datetime.now(UTC)
+    # The raw baseline: an idempotent producer (acks=all, as the relay's) sending the same messages.
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True, acks="all", linger_ms=2
+    )
+    await producer.start()
+    try:
+        pending = []
+        for event_id, key, payload in events:
+            entry = OutboxEntry(event_id, 0, key, "PaymentLinkCreated", payload, now)
+            pending.append(await producer.send(raw_topic, payload, key=key.encode(), headers=headers_for(entry)))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    raw_rate = _rate(await _timestamps(settings, raw_topic, entries))
+
+    documents = [
+        {"_id": event_id, "seq": n + 1, "key": key, "event_type": "PaymentLinkCreated", "payload": payload.decode(),
+         "created_at": now, "published": False, "published_at": None}
+        for n, (event_id, key, payload) in enumerate(events)
+    ]  # fmt: skip
+    for start in range(0, len(documents), 1000):
+        await mongo[database]["outbox"].insert_many(documents[start : start + 1000])
+    relay = Process.paylink("relay", settings, log_dir() / f"{name}-relay.log")
+    try:
+        stamps = await _timestamps(settings, settings.results_topic, entries)
+    finally:
+        relay.stop()
+    relay_rate = _rate(stamps)
+    await mongo.drop_database(database)
+    return {"entries": entries, "relay_per_s": round(relay_rate), "raw_per_s": round(raw_rate)}
+
+
+async def e2e_latency(
+    mongo: AsyncMongoClient[dict[str, Any]], rate_per_s: float, duration_s: float, warmup: int = 5
+) -> dict[str, Any]:
+    """From request produced to result consumed, through a worker and a relay, at ``rate_per_s``."""
+    name = f"bench-e2e-{uuid.uuid4().hex[:6]}"
+    settings = settings_for(name)
+    database = settings.mongodb_uri.rsplit("/", 1)[1]
+    count = int(rate_per_s * duration_s)
+    await reset_emulators()
+    await configure_stripe(latency_ms=0)
+    await create_topics(settings)
+    tenants = await seed(mongo, settings, 4, contacts_per_tenant=-(-count // 4))
+    bodies = requests_for(tenants, count)
+    worker = Process.paylink("worker", settings, log_dir() / f"{name}-worker.log")
+    relay = Process.paylink("relay", settings, log_dir() / f"{name}-relay.log")
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, fetch_max_wait_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=0)
+    try:
+        await asyncio.gather(worker.wait_ready(), relay.wait_ready())
+        await consumer.start()
+        await producer.start()
+        partitions = [TopicPartition(settings.results_topic, p) for p in range(settings.topic_partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await consumer.position(tp)
+
+        async def collect() -> None:
+            while len(received) < count:
+                batch = await consumer.getmany(timeout_ms=100)
+                moment = time.perf_counter()
+                for records in batch.values():
+                    for record in records:
+                        received.setdefault(json.loads(record.value)["payment_link_id"], moment)
+
+        collector = asyncio.create_task(collect())
+        start = time.perf_counter()
+        for n, body in enumerate(bodies):
+            await asyncio.sleep(max(0.0, start + n / rate_per_s - time.perf_counter()))
+            value = json.dumps(body).encode()
+            sent[body["event_id"]] = time.perf_counter()
+            await producer.send_and_wait(settings.requests_topic, value, key=body["contact_id"].encode())
+        await asyncio.wait_for(collector, timeout=60)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+        worker.stop()
+        relay.stop()
+    latencies = [(received[body["event_id"]] - sent[body["event_id"]]) * 1000 for body in bodies[warmup:]]
+    await mongo.drop_database(database)
+    return {
+        "requests": count,
+        "measured": len(latencies),
+        "p50_ms": round(percentile(latencies, 0.50), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies), 1),
+    }

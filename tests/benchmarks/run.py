@@ -1,0 +1,225 @@
+"""``make bench``: paylink's performance figures, each a ratio against a baseline measured in the same run.
+
+    python -m tests.benchmarks.run [--only FIGURE ...] [--keep-stack] [--profile DIR]
+
+Starts a private stack (``.local/bench``: Kafka :29092, FerretDB :28017, Stripe emulator :22211,
+shortener :22280; ``deploy/local/stack.py``), runs paylink as real subprocesses against it, writes
+``.local/bench.json`` and prints a table, then stops the stack (``--keep-stack`` leaves it up). Exits 0
+even when a target is missed: it is a report, and it says which figures missed.
+
+Everything (Kafka, FerretDB, the emulators, the worker, the baselines) shares this machine's cores, so
+the figures are those of the whole pipeline on one small box, not of the worker alone; the output says
+how many cores there were. The workload is the same everywhere: a request for a contact new to Stripe
+(customer search and create), three lines (two prices, one amount), spread over several tenants.
+
+Figures (target):
+- ``latency_hiding``: sagas/s at 200 ms per Stripe call, 128 in flight, over the ideal
+  ``in_flight / (stripe_calls_per_saga x latency)`` (>= 0.9);
+- ``cpu_overhead``: worker CPU per saga at 0 ms, over that of ``tests/benchmarks/bare_loop.py`` doing
+  the same Kafka, MongoDB and HTTP operations per request (<= 1.5);
+- ``rate_saturation``: Stripe requests/s sustained on one account limited to 25/s (emulator and
+  paylink), over 25 (>= 0.95, and no failed saga);
+- ``relay_vs_raw``: relay publish rate from a pre-filled outbox, over a raw idempotent aiokafka producer
+  sending the same messages (>= 0.7);
+- ``e2e_latency_ms``: p50 and p99 from request produced to result consumed, 10 requests/s, 0 ms (p50 <=
+  30, p99 <= 100);
+- ``vs_sequential``: throughput over that of one saga at a time with one call per item, at 200 ms
+  (report);
+- ``rss_mb``: the worker's peak RSS with 1,000 sagas in flight (<= 200).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from tests.benchmarks.common import MONGO, ROOT, cpu_count, stack
+from tests.benchmarks.pipeline import e2e_latency, relay_vs_raw
+from tests.benchmarks.throughput import run_worker
+
+OUTPUT = ROOT / ".local" / "bench.json"
+LATENCY_S = 0.2
+IN_FLIGHT = 128
+
+Mongo = AsyncMongoClient[dict[str, Any]]
+
+
+def figure(value: Any, target: str | None, met: bool | None, **details: Any) -> dict[str, Any]:
+    return {"value": value, "target": target, "met": met, **details}
+
+
+async def latency_hiding(mongo: Mongo, ctx: dict[str, Any]) -> dict[str, Any]:
+    run = await run_worker(
+        mongo, "latency", sagas=1000, tenants=32, latency_ms=int(LATENCY_S * 1000), max_in_flight=IN_FLIGHT,
+        profile=ctx.get("profile_path", {}).get("latency"),
+    )  # fmt: skip
+    ctx["concurrent"] = run
+    ideal = IN_FLIGHT / (run.stripe_calls_per_saga * LATENCY_S)
+    ratio = run.sagas_per_s / ideal
+    return figure(round(ratio, 3), ">= 0.9", ratio >= 0.9, ideal_sagas_per_s=round(ideal, 1), run=run.summary())
+
+
+async def cpu_overhead(mongo: Mongo, ctx: dict[str, Any]) -> dict[str, Any]:
+    worker = await run_worker(
+        mongo, "cpu", sagas=400, tenants=16, max_in_flight=IN_FLIGHT,
+        profile=ctx.get("profile_path", {}).get("cpu"),
+    )  # fmt: skip
+    bare = await run_worker(mongo, "bare", sagas=400, tenants=16, max_in_flight=IN_FLIGHT, bare=True)
+    ratio = worker.cpu_s_per_saga / bare.cpu_s_per_saga
+    return figure(
+        round(ratio, 2), "<= 1.5", ratio <= 1.5,
+        worker_ms_per_saga=round(worker.cpu_s_per_saga * 1000, 2),
+        bare_ms_per_saga=round(bare.cpu_s_per_saga * 1000, 2),
+        worker=worker.summary(), bare=bare.summary(),
+    )  # fmt: skip
+
+
+async def rate_saturation(mongo: Mongo, ctx: dict[str, Any]) -> dict[str, Any]:
+    limit = 25
+    run = await run_worker(
+        mongo, "rate", sagas=150, tenants=1, emulator_rate_limit=limit, stripe_rate_limit_per_s=float(limit),
+        max_in_flight=IN_FLIGHT,
+    )  # fmt: skip
+    ratio = run.stripe_ok_per_s / limit
+    failed = sum(n for status, n in run.outcomes.items() if status != "created")
+    return figure(
+        round(ratio, 3), ">= 0.95, 0 failed sagas", ratio >= 0.95 and failed == 0,
+        failed_sagas=failed, rate_limited_429=run.rate_limited, run=run.summary(),
+    )  # fmt: skip
+
+
+async def relay(mongo: Mongo, ctx: dict[str, Any]) -> dict[str, Any]:
+    result = await relay_vs_raw(mongo, entries=3000)
+    ratio = result["relay_per_s"] / result["raw_per_s"]
+    return figure(round(ratio, 3), ">= 0.7", ratio >= 0.7, **result)
+
+
+async def e2e(mongo: Mongo, ctx: dict[str, Any]) -> dict[str, Any]:
+    result = await e2e_latency(mongo, rate_per_s=10, duration_s=15)
+    met = result["p50_ms"] <= 30 and result["p99_ms"] <= 100
+    value = {"p50": result["p50_ms"], "p99": result["p99_ms"]}
+    return figure(value, "p50 <= 30, p99 <= 100", met, **result)
+
+
+async def vs_sequential(mongo: Mongo, ctx: dict[str, Any]) -> dict[str, Any]:
+    sequential = await run_worker(
+        mongo, "sequential", sagas=10, tenants=2, latency_ms=int(LATENCY_S * 1000), max_in_flight=1,
+        stripe_items_per_call=1,
+    )  # fmt: skip
+    concurrent = ctx.get("concurrent")
+    if concurrent is None:
+        concurrent = await run_worker(
+            mongo, "latency", sagas=1000, tenants=32, latency_ms=int(LATENCY_S * 1000), max_in_flight=IN_FLIGHT
+        )
+    ratio = concurrent.sagas_per_s / sequential.sagas_per_s
+    return figure(
+        round(ratio, 1), "report", None,
+        sequential_sagas_per_s=round(sequential.sagas_per_s, 2),
+        concurrent_sagas_per_s=round(concurrent.sagas_per_s, 1),
+        sequential=sequential.summary(),
+    )  # fmt: skip
+
+
+async def rss(mongo: Mongo, ctx: dict[str, Any]) -> dict[str, Any]:
+    run = await run_worker(mongo, "rss", sagas=1000, tenants=50, latency_ms=int(LATENCY_S * 1000), max_in_flight=1000)
+    return figure(round(run.rss_peak_mb, 1), "<= 200", run.rss_peak_mb <= 200, run=run.summary())
+
+
+FIGURES: dict[str, Callable[[Mongo, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+    "latency_hiding": latency_hiding,
+    "cpu_overhead": cpu_overhead,
+    "rate_saturation": rate_saturation,
+    "relay_vs_raw": relay,
+    "e2e_latency_ms": e2e,
+    "vs_sequential": vs_sequential,
+    "rss_mb": rss,
+}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    rows = [("figure", "value", "target", "met")]
+    for name, result in results.items():
+        met = result.get("met")
+        verdict = "-" if met is None else "yes" if met else "NO"
+        rows.append((name, _show(result.get("value")), str(result.get("target")), verdict))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+async def measure(names: list[str], profile_dir: Path | None) -> dict[str, dict[str, Any]]:
+    mongo: Mongo = AsyncMongoClient(MONGO)
+    ctx: dict[str, Any] = {}
+    if profile_dir is not None:
+        ctx["profile_path"] = {k: str(profile_dir / f"worker-{k}.speedscope.json") for k in ("latency", "cpu")}
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for name in names:
+            started = time.monotonic()
+            print(f"-- {name} ...", flush=True)
+            try:
+                results[name] = await FIGURES[name](mongo, ctx)
+            except Exception as error:  # one broken figure must not lose the others
+                traceback.print_exc()
+                results[name] = figure(None, None, False, error=repr(error))
+            results[name]["seconds"] = round(time.monotonic() - started, 1)
+            print(f"   {name}: {_show(results[name]['value'])} ({results[name]['seconds']} s)", flush=True)
+    finally:
+        await mongo.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", choices=list(FIGURES), help="measure this figure only")
+    parser.add_argument("--keep-stack", action="store_true", help="leave the private stack running")
+    parser.add_argument("--profile", type=Path, help="write py-spy profiles of the worker (speedscope) here")
+    args = parser.parse_args()
+    names = args.only or list(FIGURES)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    stack("up")
+    try:
+        results = asyncio.run(measure(names, args.profile))
+    finally:
+        if not args.keep_stack:
+            stack("down")
+    report = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": cpu_count(),
+        "note": "Kafka, FerretDB, the emulators, the worker and the baselines all share these cores",
+        "wall_s": round(time.monotonic() - started, 1),
+        "figures": results,
+    }
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print()
+    print(table(results))
+    print()
+    print(
+        f"{cpu_count()} cores shared by Kafka, FerretDB, both emulators, the worker and the baselines; "
+        f"wall time {report['wall_s']} s; details in {OUTPUT.relative_to(ROOT)}"
+    )
+    missed = [name for name, result in results.items() if result.get("met") is False]
+    print(f"targets missed: {', '.join(missed)}" if missed else "every target met")
+
+
+if __name__ == "__main__":
+    main()

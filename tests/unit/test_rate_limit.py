@@ -1,0 +1,162 @@
+"""The per-account Stripe rate limiter on a virtual clock: rate, burst, fairness, 429 pauses, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from adapters.stripe.rate_limit import AccountRateLimiter
+
+
+class VirtualTime:
+    """A clock that only moves when a sleeper sleeps: each ``sleep`` advances it to the sleeper's wake-up
+    time in wake-up order, so concurrent waiters run as they would in real time, instantly."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sent: list[tuple[float, str]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        wake = self.now + seconds
+        await asyncio.sleep(0)  # let every runnable waiter reserve first
+        self.now = max(self.now, wake)  # sleepers resume in wake-up order, so time only moves forward
+
+
+def limiter(time: VirtualTime, rate: float, burst: float = 1.0) -> AccountRateLimiter:
+    return AccountRateLimiter(rate, burst, clock=time.clock, sleep=time.sleep)
+
+
+def test_reservations_are_spaced_at_the_rate() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=25)
+    delays = [bucket.reserve("acct_a") for _ in range(5)]
+    assert delays == pytest.approx([0.0, 0.04, 0.08, 0.12, 0.16])
+
+
+def test_sustained_rate_over_a_virtual_minute() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=25)
+    sent = 0
+    for _ in range(60 * 100):  # ask every 10 ms, send when the slot has come
+        if bucket.reserve("acct_a") == 0.0:
+            sent += 1
+        else:
+            bucket._accounts["acct_a"].tat -= bucket.interval  # not taken: give the slot back
+        time.now += 0.01
+    assert sent == pytest.approx(60 * 25, abs=1)
+
+
+def test_burst_after_a_quiet_period_then_the_rate() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=10, burst=3)
+    bucket.reserve("acct_a")
+    time.now += 5.0  # quiet: the bucket refills, up to the burst
+    delays = [bucket.reserve("acct_a") for _ in range(5)]
+    assert delays == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.2])
+
+
+def test_accounts_do_not_share_a_bucket() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=1)
+    assert [bucket.reserve("acct_busy") for _ in range(3)] == pytest.approx([0.0, 1.0, 2.0])
+    assert bucket.reserve("acct_quiet") == 0.0  # not queued behind the busy account
+
+
+async def test_waiters_of_one_account_go_in_arrival_order() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=50)
+    order: list[int] = []
+
+    async def request(n: int) -> None:
+        await bucket.acquire("acct_a")
+        order.append(n)
+        time.sent.append((time.now, "acct_a"))
+
+    await asyncio.gather(*(request(n) for n in range(20)))
+    assert order == list(range(20))
+    moments = [moment for moment, _ in time.sent]
+    assert [b - a for a, b in itertools.pairwise(moments)] == pytest.approx([0.02] * 19)
+
+
+async def test_a_busy_account_does_not_slow_another() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=10)
+    done: dict[str, float] = {}
+
+    async def request(account: str, n: int) -> None:
+        await bucket.acquire(account)
+        done[f"{account}-{n}"] = time.now
+
+    start = time.now
+    await asyncio.gather(*(request("acct_busy", n) for n in range(30)), request("acct_quiet", 0))
+    assert done["acct_quiet-0"] == start
+    assert done["acct_busy-29"] == pytest.approx(start + 2.9)
+
+
+async def test_a_pause_holds_new_and_waiting_requests_and_keeps_the_spacing() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=10)
+    start = time.now
+    sent: list[float] = []
+
+    async def request() -> None:
+        await bucket.acquire("acct_a")
+        sent.append(time.now - start)
+
+    waiting = [asyncio.create_task(request()) for _ in range(3)]  # slots at 0.0, 0.1, 0.2
+    await asyncio.sleep(0)
+    bucket.pause("acct_a", 1.0)  # Stripe said 429, Retry-After: 1 (as if answered at once)
+    await asyncio.gather(*waiting)
+    assert sent[0] == 0.0  # had its slot before the pause
+    assert sent[1:] == pytest.approx([1.0, 1.1])  # after the pause, one slot apart, no burst
+    assert bucket.reserve("acct_a") == pytest.approx(1.2 - (time.now - start))
+
+
+async def test_a_cancelled_waiter_gives_its_slot_back() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=1)
+    bucket.reserve("acct_a")  # slot at 0: now the next is 1 s away
+    waiter = asyncio.create_task(bucket.acquire("acct_a"))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert bucket.reserve("acct_a") == pytest.approx(1.0)  # not 2.0: the cancelled slot was returned
+
+
+def test_invalid_settings_are_refused() -> None:
+    with pytest.raises(ValueError):
+        AccountRateLimiter(0)
+    with pytest.raises(ValueError):
+        AccountRateLimiter(10, burst=0.5)
+
+
+def test_a_429_with_retry_after_carries_the_hint() -> None:
+    import stripe
+
+    from adapters.stripe.errors import translate
+    from domain.errors import RetryableError
+
+    error = stripe.RateLimitError("Too many requests", http_status=429, headers={"Retry-After": "2"})
+    translated = translate(error, "invoices.create")
+    assert isinstance(translated, RetryableError) and translated.retry_after_s == 2.0
+    plain = translate(stripe.RateLimitError("Too many requests", http_status=429, headers={}), "invoices.create")
+    assert isinstance(plain, RetryableError) and plain.retry_after_s is None
+
+
+def test_the_worker_backoff_waits_at_least_the_hint() -> None:
+    from tenacity import RetryCallState
+
+    from consumer.processing import _honouring_hints
+    from domain.errors import RetryableError
+
+    state = RetryCallState(None, None, (), {})
+    state.set_exception((RetryableError, RetryableError(retry_after_s=3.0), None))
+    assert _honouring_hints(lambda _: 0.1)(state) == 3.0
+    state.set_exception((RetryableError, RetryableError(), None))
+    assert _honouring_hints(lambda _: 0.1)(state) == 0.1
