@@ -3,6 +3,11 @@
 Both stop gracefully on SIGTERM/SIGINT: the worker stops fetching, lets in-flight sagas finish within
 ``drain_timeout_s``, commits and leaves the group; the relay finishes its batch and releases its lease
 so a standby takes over at once.
+
+Both keep trying to reach Kafka at start for ``KAFKA_START_WINDOW_S`` (with backoff, logged) before
+giving up with "a dependency is unreachable" (exit 3): a process (re)started while the broker restarts
+comes up with it instead of exiting into a crash loop whose back-off outlasts the broker's restart.
+Once running, both ride out broker restarts on their own.
 """
 
 from __future__ import annotations
@@ -11,10 +16,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 
 from consumer import logs, metrics
 from consumer.bootstrap import Components, build_relay, build_worker, make_consumer, make_producer, open_components
@@ -24,6 +32,15 @@ from consumer.settings import Settings
 
 log = logging.getLogger("paylink")
 SAMPLE_INTERVAL_S = 1.0  # gauges read from Kafka/MongoDB (lag, backlog) are refreshed this often
+KAFKA_START_WINDOW_S = 60.0  # how long a starting worker/relay keeps trying to reach Kafka
+
+
+class _KafkaClient(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+Client = TypeVar("Client", bound=_KafkaClient)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -45,8 +62,9 @@ def stop_on_signals() -> asyncio.Event:
 async def run_worker(settings: Settings, metrics_port: int | None = None) -> None:
     stop = stop_on_signals()
     async with open_components(settings) as components:
-        consumer = make_consumer(settings)
-        await consumer.start()
+        consumer = await started(lambda: make_consumer(settings), stop, "consumer")
+        if consumer is None:
+            return
         worker = build_worker(components, consumer)
 
         async def ready() -> str | None:
@@ -69,8 +87,9 @@ async def run_worker(settings: Settings, metrics_port: int | None = None) -> Non
 async def run_relay(settings: Settings, metrics_port: int | None = None) -> None:
     stop = stop_on_signals()
     async with open_components(settings) as components:
-        producer = make_producer(settings)
-        await producer.start()
+        producer = await started(lambda: make_producer(settings), stop, "producer")
+        if producer is None:
+            return
         relay = build_relay(components, producer)
 
         async def ready() -> str | None:
@@ -91,6 +110,32 @@ async def run_relay(settings: Settings, metrics_port: int | None = None) -> None
             if health:
                 await health.stop()
         log.info("relay stopped", extra={"published": relay.stats.published})
+
+
+async def started(make: Callable[[], Client], stop: asyncio.Event, what: str) -> Client | None:
+    """A started Kafka client from ``make``; retries while the broker is unreachable (``KAFKA_START_WINDOW_S``,
+    then the error propagates). None when ``stop`` is set meanwhile."""
+    deadline = time.monotonic() + KAFKA_START_WINDOW_S
+    delay = 0.25
+    while True:
+        client = make()
+        try:
+            await client.start()
+            return client
+        except KafkaError as error:
+            with contextlib.suppress(Exception):
+                await client.stop()  # a half-started client holds connections and tasks
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "Kafka unreachable at start; retrying",
+                extra={"client": what, "error": repr(error), "retry_in_s": delay},
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        if stop.is_set():
+            return None
+        delay = min(delay * 2, 5.0)
 
 
 async def _start_health(port: int | None, ready: object) -> HealthServer | None:

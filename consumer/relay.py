@@ -16,9 +16,10 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from adapters.mongo.outbox import OutboxEntry
 from consumer import metrics
@@ -94,6 +95,11 @@ class Relay:
                 except RetryableError as error:
                     log.warning("relay store unavailable; retrying", extra={"error": error.message})
                     await _wait(stop, 0.5)
+                except KafkaError as error:
+                    # The broker is down or electing leaders (sends and metadata waits time out): the batch
+                    # was not marked published, so it goes out again once Kafka answers (at least once).
+                    log.warning("Kafka unavailable; the batch will be published again", extra={"error": repr(error)})
+                    await _wait(stop, 1.0)
         finally:
             if self.stats.active:
                 with contextlib.suppress(RetryableError):  # else the lease lapses on its own
@@ -118,16 +124,24 @@ class Relay:
         entries = await self._outbox.unpublished(self._options.batch_size)
         if not entries:
             return 0
-        acknowledgements = [
-            await self._producer.send(
-                self._options.topic,
-                entry.payload,
-                key=entry.key.encode() if entry.key else None,
-                headers=headers_for(entry),
-            )
-            for entry in entries
-        ]
-        await asyncio.gather(*acknowledgements)
+        acknowledgements: list[Any] = []
+        try:
+            for entry in entries:
+                acknowledgements.append(
+                    await self._producer.send(
+                        self._options.topic,
+                        entry.payload,
+                        key=entry.key.encode() if entry.key else None,
+                        headers=headers_for(entry),
+                    )
+                )
+        finally:
+            # Every send of the batch settles (delivered or failed) before anything else happens, so a
+            # failed batch is never re-sent while parts of it are still in flight (order, stray errors).
+            outcomes = await asyncio.gather(*acknowledgements, return_exceptions=True)
+        failed = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+        if failed is not None:
+            raise failed
         acknowledged = datetime.now(UTC)
         for entry in entries:
             metrics.PUBLISH_LAG.observe(max(0.0, (acknowledged - entry.created_at).total_seconds()))

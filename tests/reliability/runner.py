@@ -1,0 +1,516 @@
+"""Runs one reliability scenario end to end and checks the invariants (``tests.reliability.invariants``).
+
+A scenario gets its own topics (created with room for 1 MiB messages), consumer group, database and
+Stripe connected accounts, so scenarios never see each other's data. Its life:
+
+1. seed the world; put a probe on the Stripe accounts no request may reach;
+2. start the paylink processes (N ``paylink worker``, two ``paylink relay``) as subprocesses, their
+   output in the run's log directory;
+3. produce the messages over ``produce_s`` seconds while the scenario's chaos runs (kills, restarts,
+   fault storms); a watchdog notes any process that exits unasked (and restarts it);
+4. settle: wait until the group's committed offsets reach the end of every partition and the outbox has
+   nothing left to publish;
+5. replay: ``paylink replay --all`` for what ended retryable (see the invariants' docstring), settle again;
+6. observe everything and check; stop the processes gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from consumer.settings import Settings
+from tests.e2e.processes import PaylinkProcess, logs_of
+from tests.integration.harness import settings_for, stripe_objects
+from tests.reliability.invariants import INVARIANTS, PLACE, Check, Observation, check_all
+from tests.reliability.stack import PrivateStack, Services
+from tests.reliability.workload import Mix, Sent, World, seed_world
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+Document = dict[str, Any]
+Chaos = Callable[["ScenarioRun"], Awaitable[None]]
+Hostile = Callable[[World, random.Random, int], list[Sent]]
+Goal = Callable[["ScenarioRun", Observation], list[str]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    requests: int  # valid-shaped requests (the mix); hostile messages come on top
+    produce_s: float  # the requests are spread over this long, so the chaos lands mid-stream
+    chaos: Chaos | None = None
+    hostile: Hostile | None = None
+    hostile_count: int = 0
+    workers: int = 1
+    relays: int = 2
+    settings: dict[str, Any] = field(default_factory=dict)
+    private: bool = False  # restarts services or changes emulator-wide config: only on a private stack
+    settle_timeout_s: float = 180.0
+    weights: dict[str, int] = field(default_factory=dict)  # overrides of the request mix (workload.Mix)
+    stripe_config: dict[str, Any] = field(default_factory=dict)  # emulator-wide config for the run (private only)
+    replay_settings: dict[str, Any] = field(default_factory=dict)  # what the operator fixed before replaying
+    goal: Goal | None = None  # what the chaos must have achieved (else the run proves nothing)
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    sent: int
+    checks: dict[str, Check]
+    chaos: Counter[str]
+    faults_fired: int
+    duplicates: int
+    replayed: int
+    outcomes: Counter[str]
+    seconds: float
+    notes: list[str]
+
+    @property
+    def violations(self) -> int:
+        return sum(check.violations for check in self.checks.values())
+
+
+class ScenarioRun:
+    """One scenario's run: the handle its chaos function gets."""
+
+    def __init__(self, scenario: Scenario, services: Services, stack: PrivateStack | None, log_root: Path, seed: int):
+        self.scenario = scenario
+        self.services = services
+        self.stack = stack
+        self.rng = random.Random(seed)
+        self.name = f"rel-{scenario.name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
+        self.log_dir = log_root / scenario.name
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        overrides: dict[str, Any] = {"max_in_flight": 32, "topic_partitions": 3, **scenario.settings}
+        self.settings: Settings = settings_for(
+            self.name,
+            kafka=services.kafka,
+            mongodb_uri=services.mongodb_uri,
+            stripe_base=services.stripe_base,
+            shortener_base=services.shortener_base,
+            **overrides,
+        )
+        self.chaos: Counter[str] = Counter()
+        self.notes: list[str] = []
+        self.workers: list[PaylinkProcess] = []
+        self.relays: list[PaylinkProcess] = []
+        self._stopped: set[int] = set()  # id() of processes stopped on purpose
+        self._unexpected: list[str] = []
+        self._fault_ids: list[str] = []
+        self._probe_ids: dict[str, str] = {}
+        self._started = 0.0
+        self.sent: list[Sent] = []
+        self.world: World
+        self.mongo: AsyncMongoClient[Document] = AsyncMongoClient(
+            services.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=60_000
+        )
+        self.db: AsyncDatabase[Document] = self.mongo[self.settings.mongodb_uri.rsplit("/", 1)[1]]
+        self.stripe = httpx.AsyncClient(base_url=services.stripe_base, timeout=30)
+        self.shortener = httpx.AsyncClient(base_url=services.shortener_base, timeout=30)
+
+    # --- processes -------------------------------------------------------------------------------
+
+    def start_worker(self) -> PaylinkProcess:
+        worker = PaylinkProcess("worker", self.settings, self.log_dir).start()
+        self.workers.append(worker)
+        return worker
+
+    def start_relay(self) -> PaylinkProcess:
+        relay = PaylinkProcess("relay", self.settings, self.log_dir).start()
+        self.relays.append(relay)
+        return relay
+
+    async def running_sagas(self) -> int:
+        try:
+            return await self.db["sagas"].count_documents({"status": "running"})
+        except PyMongoError:
+            return -1
+
+    def kill(self, process: PaylinkProcess) -> None:
+        """SIGKILL: no drain, no commit, no lease release."""
+        self._stopped.add(id(process))
+        process.kill()
+        self.chaos[f"{process.command} SIGKILL"] += 1
+
+    def restart(self, process: PaylinkProcess) -> None:
+        self._stopped.discard(id(process))
+        process.start()
+
+    async def freeze(self, process: PaylinkProcess, seconds: float) -> None:
+        """SIGSTOP, then SIGCONT after ``seconds``: a process that stalls (a long GC pause, a frozen VM)
+        past its session and comes back as a zombie, still holding in-flight work."""
+        assert process.process is not None
+        process.process.send_signal(signal.SIGSTOP)
+        self.chaos[f"{process.command} SIGSTOP"] += 1
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            process.process.send_signal(signal.SIGCONT)
+
+    async def terminate(self, process: PaylinkProcess, *, chaos: bool = True) -> None:
+        """SIGTERM: a graceful stop (drain, commit, leave the group / release the lease)."""
+        self._stopped.add(id(process))
+        code = await asyncio.to_thread(process.terminate, 40)
+        if code != 0:
+            self._unexpected.append(f"{process.command} exited {code} on SIGTERM")
+        if chaos:
+            self.chaos[f"{process.command} SIGTERM"] += 1
+
+    async def active_relay(self) -> PaylinkProcess | None:
+        try:
+            lease = await self.db["leases"].find_one({"_id": "outbox-relay"})
+        except PyMongoError:
+            return None
+        if lease is None:
+            return None
+        for relay in self.relays:
+            if relay.alive and relay.process is not None and f":{relay.process.pid}:" in str(lease.get("owner")):
+                return relay
+        return None
+
+    async def _watchdog(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            for process in [*self.workers, *self.relays]:
+                if id(process) in self._stopped or process.alive or process.process is None:
+                    continue
+                code = process.process.returncode
+                self._unexpected.append(f"{process.command} exited by itself (code {code}); restarted")
+                process.start()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    # --- services and faults ---------------------------------------------------------------------
+
+    async def restart_service(self, service: str, downtime_s: float = 0.0) -> None:
+        assert self.stack is not None, "service restarts need the private stack"
+        seconds = await asyncio.to_thread(self.stack.restart, service, downtime_s)
+        self.chaos[f"{service} restart"] += 1
+        self.notes.append(f"{service} restarted in {seconds:.1f}s")
+
+    async def add_fault(self, spec: dict[str, Any], emulator: str = "stripe") -> str:
+        client = self.stripe if emulator == "stripe" else self.shortener
+        response = await client.post("/_emulator/faults", json=spec)
+        response.raise_for_status()
+        fault_id = f"{emulator}:{response.json()['id']}"
+        self._fault_ids.append(fault_id)
+        return fault_id
+
+    async def clear_faults(self) -> int:
+        """Removes this run's faults; returns how many times they fired."""
+        fired = 0
+        for emulator, client in (("stripe", self.stripe), ("shortener", self.shortener)):
+            mine = {f.split(":", 1)[1] for f in self._fault_ids if f.startswith(f"{emulator}:")}
+            if not mine:
+                continue
+            listed = (await client.get("/_emulator/faults")).json()
+            faults = listed.get("data", listed) if isinstance(listed, dict) else listed
+            for fault in faults:
+                if fault["id"] in mine:
+                    fired += int(fault.get("fired", 0))
+                    await client.delete(f"/_emulator/faults/{fault['id']}")
+        self._fault_ids.clear()
+        self.chaos["faults fired"] += fired
+        return fired
+
+    async def stripe_config(self, **config: Any) -> None:
+        (await self.stripe.post("/_emulator/config", json=config)).raise_for_status()
+
+    async def stripe_counter(self, name: str) -> int:
+        stats = (await self.stripe.get("/_emulator/stats")).json()
+        return int(stats.get(name, 0))
+
+    async def _probe(self, accounts: list[str]) -> None:
+        for account in accounts:
+            response = await self.stripe.post("/_emulator/faults", json={"path": "/v1", "account": account})
+            response.raise_for_status()
+            self._probe_ids[account] = response.json()["id"]
+
+    async def _probe_hits(self) -> dict[str, int]:
+        listed = (await self.stripe.get("/_emulator/faults")).json()
+        faults = listed.get("data", listed) if isinstance(listed, dict) else listed
+        by_id = {f["id"]: int(f.get("fired", 0)) for f in faults}
+        hits = {account: by_id.get(probe, 0) for account, probe in self._probe_ids.items()}
+        for probe in self._probe_ids.values():
+            await self.stripe.delete(f"/_emulator/faults/{probe}")
+        return hits
+
+    # --- progress --------------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    async def at(self, fraction: float) -> None:
+        """Sleeps until ``fraction`` of the production window has passed."""
+        delay = fraction * self.scenario.produce_s - self.elapsed()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    # --- the run ---------------------------------------------------------------------------------
+
+    async def _create_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
+        config = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+        try:
+            partitions = self.settings.topic_partitions
+            await admin.create_topics(
+                [
+                    NewTopic(self.settings.requests_topic, partitions, 1, topic_configs=config),
+                    NewTopic(self.settings.results_topic, partitions, 1),
+                ]
+            )
+        finally:
+            await admin.close()
+
+    def _messages(self, world: World) -> list[Sent]:
+        mix = Mix(world, self.rng, self.scenario.weights)
+        messages = mix.first() + [mix.next() for _ in range(self.scenario.requests - 1)]
+        if self.scenario.hostile is not None:
+            for bad in self.scenario.hostile(world, self.rng, self.scenario.hostile_count):
+                messages.insert(self.rng.randrange(1, len(messages) + 1), bad)
+        return messages
+
+    async def _produce(self, messages: list[Sent]) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            enable_idempotence=True,
+            max_request_size=MAX_MESSAGE_BYTES,
+            request_timeout_ms=120_000,
+        )
+        await producer.start()
+        try:
+            chunk = max(1, len(messages) // max(1, int(self.scenario.produce_s * 4)))
+            pause = self.scenario.produce_s / max(1, len(messages) / chunk)
+            for start in range(0, len(messages), chunk):
+                batch = messages[start : start + chunk]
+                futures = [await producer.send(self.settings.requests_topic, m.raw, key=m.key) for m in batch]
+                for message, future in zip(batch, futures, strict=True):
+                    metadata = await future
+                    message.partition, message.offset = metadata.partition, metadata.offset
+                await asyncio.sleep(pause)
+        finally:
+            await producer.stop()
+
+    async def _settle(self, timeout_s: float) -> bool:
+        """Waits until every message is committed and every result published; False on timeout."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await consumer.start()
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    committed, ends = await self._offsets(consumer, admin)
+                    backlog = await self.db["outbox"].count_documents({"published": False})
+                    running = await self.db["sagas"].count_documents({"status": "running"})
+                except Exception:  # a service restarting: look again shortly
+                    await asyncio.sleep(0.5)
+                    continue
+                if committed == ends and backlog == 0 and running == 0:
+                    return True
+                await asyncio.sleep(0.3)
+            return False
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    async def _offsets(
+        self, consumer: AIOKafkaConsumer, admin: AIOKafkaAdminClient
+    ) -> tuple[dict[int, int], dict[int, int]]:
+        topic = self.settings.requests_topic
+        partitions = [TopicPartition(topic, p) for p in range(self.settings.topic_partitions)]
+        ends = {tp.partition: offset for tp, offset in (await consumer.end_offsets(partitions)).items()}
+        listed = await admin.list_consumer_group_offsets(self.settings.consumer_group)
+        committed = {p: 0 if end == 0 else -1 for p, end in ends.items()}  # an empty partition needs no commit
+        for tp, meta in listed.items():
+            if tp.topic == topic:
+                committed[tp.partition] = meta.offset
+        return committed, ends
+
+    async def _replay(self) -> int:
+        """``paylink replay --all`` for the sagas that ended retryable; returns how many there were."""
+        query = {"$or": [{"status": "failed", "failure.retryable": True}, {"status": "compensation_failed"}]}
+        pending = [doc["_id"] async for doc in self.db["sagas"].find(query, {"_id": 1})]
+        if not pending:
+            return 0
+        settings = self.settings.model_copy(update=self.scenario.replay_settings)
+        replay = PaylinkProcess("replay", settings, self.log_dir, "--all", "--concurrency", "8").start()
+        assert replay.process is not None
+        code = await asyncio.to_thread(replay.process.wait, 300)
+        if code not in (0, 1):  # 1: some ended failed again (the invariants will say which)
+            self.notes.append(f"paylink replay exited {code}")
+        return len(pending)
+
+    async def _results(self) -> tuple[list[Document], int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await consumer.start()
+        try:
+            topic = self.settings.results_topic
+            partitions = [TopicPartition(topic, p) for p in range(self.settings.topic_partitions)]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            records: list[Any] = []
+            while True:
+                behind = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+                if not behind:
+                    break
+                for batch in (await consumer.getmany(timeout_ms=500)).values():
+                    records.extend(batch)
+        finally:
+            await consumer.stop()
+        results: list[Document] = []
+        unreadable = 0
+        for record in records:
+            try:
+                value = json.loads(record.value)
+            except ValueError:
+                unreadable += 1
+                continue
+            if isinstance(value, dict):
+                value[PLACE] = (record.partition, record.offset)
+                results.append(value)
+            else:
+                unreadable += 1
+        return results, unreadable
+
+    async def _observe(self, world: World) -> Observation:
+        results, unreadable = await self._results()
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await consumer.start()
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            committed, ends = await self._offsets(consumer, admin)
+        finally:
+            await consumer.stop()
+            await admin.close()
+        stripe: dict[str, dict[str, list[Document]]] = {}
+        for tenant in [*world.active, world.neighbour, world.unconnected]:
+            stripe[tenant.stripe_account] = {
+                kind: await stripe_objects(self.services.stripe_base, tenant.stripe_account, kind)
+                for kind in ("customer", "invoice", "invoiceitem")
+            }
+        remaining = await self.db["outbox"].count_documents({})
+        return Observation(
+            extra={"outbox_purged": len({r.get("event_id") for r in results}) - remaining},
+            sagas={str(d["_id"]): d async for d in self.db["sagas"].find({})},
+            dead_letters={str(d["_id"]): d async for d in self.db["dead_letters"].find({})},
+            contacts={str(d["_id"]): d async for d in self.db["contacts"].find({})},
+            results=results,
+            unreadable_results=unreadable,
+            committed=committed,
+            end_offsets=ends,
+            stripe=stripe,
+            probe_hits=await self._probe_hits(),
+            logs=logs_of(self.log_dir),
+            unexpected_exits=list(self._unexpected),
+            secrets=[
+                self.settings.stripe_api_key.get_secret_value(),
+                self.settings.shortener_token.get_secret_value(),
+            ],
+        )
+
+    def crashed(self, error: BaseException) -> ScenarioResult:
+        """The result of a scenario that could not run to its checks: one ``goal_met`` violation."""
+        checks = {name: Check(name) for name in INVARIANTS}
+        checks["goal_met"].fail(f"the scenario itself failed: {error!r}"[:300])
+        return ScenarioResult(self.scenario, len(self.sent), checks, +self.chaos, 0, 0, 0, Counter(), 0.0, self.notes)
+
+    async def execute(self) -> ScenarioResult:
+        began = time.monotonic()
+        try:
+            return await self._execute(began)
+        finally:
+            await self.stripe.aclose()
+            await self.shortener.aclose()
+            await self.mongo.close()
+
+    async def _execute(self, began: float) -> ScenarioResult:
+        scenario = self.scenario
+        if (scenario.private or scenario.stripe_config) and self.stack is None:
+            raise RuntimeError(f"{scenario.name} restarts services or configures the emulators: private stack only")
+        await self._create_topics()
+        world = self.world = await seed_world(self.db, self.services.stripe_base)
+        await self._probe(world.quiet_stripe_accounts)
+        messages = self._messages(world)
+        self.sent = messages
+        for _ in range(scenario.workers):
+            self.start_worker()
+        for _ in range(scenario.relays):
+            self.start_relay()
+        stop_watch = asyncio.Event()
+        watchdog = asyncio.create_task(self._watchdog(stop_watch))
+        self._started = time.monotonic()
+        faults_fired = 0
+        if scenario.stripe_config:
+            await self.stripe_config(**scenario.stripe_config)
+        try:
+            chaos = asyncio.ensure_future(scenario.chaos(self)) if scenario.chaos else None
+            await self._produce(messages)
+            if chaos is not None:
+                await chaos
+            faults_fired = await self.clear_faults()
+            if scenario.stripe_config:
+                await self.stripe_config(**dict.fromkeys(scenario.stripe_config))
+            produced = self.elapsed()
+            settled = await self._settle(scenario.settle_timeout_s)
+            if not settled:
+                self.notes.append(f"did not settle within {scenario.settle_timeout_s:.0f}s")
+            drained = self.elapsed()
+            replayed = await self._replay()
+            if replayed and not await self._settle(scenario.settle_timeout_s):
+                self.notes.append("did not settle after the replay")
+            self.notes.append(
+                f"produced and chaos {produced:.0f}s, settled +{drained - produced:.0f}s, "
+                f"replay +{self.elapsed() - drained:.0f}s"
+            )
+            observation = await self._observe(world)
+        finally:
+            stop_watch.set()
+            await watchdog
+            running = [p for p in [*self.workers, *self.relays] if p.alive]
+            await asyncio.gather(*(self.terminate(p, chaos=False) for p in running))
+        observation.unexpected_exits = list(self._unexpected)
+        checks = check_all(world, messages, self.settings.requests_topic, observation)
+        if scenario.goal is not None:
+            for problem in scenario.goal(self, observation):
+                checks["goal_met"].fail(problem)
+        outcomes: Counter[str] = Counter()
+        for saga in observation.sagas.values():
+            result = saga.get("result") or {}
+            outcomes["created" if result.get("event_type") == "PaymentLinkCreated" else "failed"] += 1
+        outcomes["dead letters"] = len(observation.dead_letters)
+        if sum(c.violations for c in checks.values()) == 0 and self.stack is None:
+            await self.mongo.drop_database(self.db.name)
+        return ScenarioResult(
+            scenario=scenario,
+            sent=len(messages),
+            checks=checks,
+            chaos=+self.chaos,
+            faults_fired=faults_fired,
+            duplicates=observation.duplicates,
+            replayed=replayed,
+            outcomes=outcomes,
+            seconds=time.monotonic() - began,
+            notes=self.notes,
+        )

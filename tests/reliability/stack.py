@@ -1,0 +1,102 @@
+"""The services a reliability run talks to: a private local stack it may restart, or the shared one.
+
+``PrivateStack`` drives ``deploy/local/stack.py`` with its own state directory and ports, so the suite
+can SIGTERM and restart the broker and the store without disturbing the development stack (or other
+engineers' tests) on the default ports. ``Services`` is just the addresses; the reduced set in
+``make test`` uses the shared stack's, found like every other test finds them, and restarts nothing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_SCRIPT = ROOT / "deploy" / "local" / "stack.py"
+
+
+@dataclass(frozen=True)
+class Services:
+    kafka: str
+    mongodb_uri: str  # base URI, without a database (each scenario uses its own database)
+    stripe_base: str
+    shortener_base: str
+
+
+class PrivateStack:
+    """Kafka, FerretDB and both emulators on their own ports and state directory.
+
+    The ports stay below Linux's ephemeral range (``ip_local_port_range``, 32768-60999 by default): while
+    a service is down for a restart, a client reconnecting to a port inside that range can be handed that
+    very port as its own source port and connect to itself (TCP simultaneous open), and the restarted
+    service then fails with "Address already in use".
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        kafka_port: int = 19392,
+        mongo_port: int = 19317,
+        stripe_port: int = 19311,
+        shortener_port: int = 19380,
+    ) -> None:
+        self.state_dir = state_dir
+        self.kafka_port = kafka_port
+        self.mongo_port = mongo_port
+        self.stripe_port = stripe_port
+        self.shortener_port = shortener_port
+        self.restarts: dict[str, int] = {}
+
+    @property
+    def services(self) -> Services:
+        return Services(
+            kafka=f"localhost:{self.kafka_port}",
+            mongodb_uri=f"mongodb://127.0.0.1:{self.mongo_port}",
+            stripe_base=f"http://127.0.0.1:{self.stripe_port}",
+            shortener_base=f"http://127.0.0.1:{self.shortener_port}",
+        )
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "log"
+
+    def _stack(self, action: str, *only: str) -> None:
+        command = [
+            sys.executable,
+            str(STACK_SCRIPT),
+            action,
+            "--state-dir",
+            str(self.state_dir),
+            "--kafka-port",
+            str(self.kafka_port),
+            "--mongo-port",
+            str(self.mongo_port),
+            "--stripe-port",
+            str(self.stripe_port),
+            "--shortener-port",
+            str(self.shortener_port),
+        ]
+        for name in only:
+            command += ["--only", name]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"stack {action} {' '.join(only)} failed:\n{result.stdout}\n{result.stderr}")
+
+    def up(self, *only: str) -> None:
+        self._stack("up", *only)
+
+    def down(self, *only: str) -> None:
+        self._stack("down", *only)
+
+    def restart(self, service: str, downtime_s: float = 0.0) -> float:
+        """Stops ``service`` (SIGTERM by pid file), waits ``downtime_s``, starts it again; returns seconds."""
+        started = time.monotonic()
+        self.down(service)
+        time.sleep(downtime_s)
+        self.up(service)
+        self.restarts[service] = self.restarts.get(service, 0) + 1
+        return time.monotonic() - started
