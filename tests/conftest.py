@@ -20,14 +20,17 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlparse
 
 import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+
+if TYPE_CHECKING:
+    from consumer.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 HINT = "start the local stack with `make services-up` (or set {var})"
@@ -159,3 +162,43 @@ async def mongo_db(
 def unique_name() -> str:
     """A name no other test uses: for topics, consumer groups, accounts."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+StackFactory = Callable[..., Awaitable["Settings"]]
+
+
+@pytest.fixture
+async def pipeline_stack(
+    kafka_bootstrap: str,
+    mongodb_uri: str,
+    stripe_api_base: str,
+    shortener_base: str,
+    unique_name: str,
+    mongo_client: AsyncMongoClient[dict[str, object]],
+) -> AsyncIterator[StackFactory]:
+    """Settings of a private pipeline (own topics, consumer group, database) on the shared stack.
+
+    ``await pipeline_stack(**overrides)`` builds them (creating the topics unless ``with_topics=False``);
+    the database is dropped after the test.
+    """
+    from tests.integration.harness import create_topics, settings_for
+
+    made: list[Settings] = []
+
+    async def make(with_topics: bool = True, **overrides: object) -> Settings:
+        settings = settings_for(
+            unique_name,
+            kafka=kafka_bootstrap,
+            mongodb_uri=mongodb_uri,
+            stripe_base=stripe_api_base,
+            shortener_base=shortener_base,
+            **overrides,
+        )
+        if with_topics:
+            await create_topics(settings)
+        made.append(settings)
+        return settings
+
+    yield make
+    for settings in made:
+        await mongo_client.drop_database(settings.mongodb_uri.rsplit("/", 1)[1])

@@ -9,19 +9,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
 from consumer.settings import LOCAL_SHORTENER_TOKEN, LOCAL_STRIPE_TEST_KEY, Settings
+from tests.conftest import StackFactory
 from tests.e2e.processes import PaylinkProcess, logs_of, wait_until
 from tests.integration.harness import (
     ResultCollector,
-    create_topics,
     produce,
     request,
     seed_tenant,
-    settings_for,
+    stripe_latency,
     stripe_objects,
 )
 
@@ -30,31 +29,11 @@ CONTACTS = {f"c{i}": {"name": f"Contact {i}", "email": f"c{i}@example.com"} for 
 
 
 @pytest.fixture
-async def stack(
-    kafka_bootstrap: str,
-    mongodb_uri: str,
-    stripe_api_base: str,
-    shortener_base: str,
-    unique_name: str,
-    mongo_client: AsyncMongoClient[dict[str, Any]],
-) -> AsyncIterator[Settings]:
-    settings = settings_for(
-        unique_name,
-        kafka=kafka_bootstrap,
-        mongodb_uri=mongodb_uri,
-        stripe_base=stripe_api_base,
-        shortener_base=shortener_base,
-        max_in_flight=16,
-    )
-    await create_topics(settings)
-    async with httpx.AsyncClient(base_url=stripe_api_base) as control:
-        # Slow Stripe down so kills land between steps, not between sagas.
-        (await control.post("/_emulator/config", json={"latency_ms": 40})).raise_for_status()
-        try:
-            yield settings
-        finally:
-            await control.post("/_emulator/config", json={"latency_ms": 0})
-    await mongo_client.drop_database(settings.mongodb_uri.rsplit("/", 1)[1])
+async def stack(pipeline_stack: StackFactory, stripe_api_base: str) -> AsyncIterator[Settings]:
+    settings = await pipeline_stack(max_in_flight=16)
+    # Slow Stripe down so kills land between steps, not between sagas.
+    async with stripe_latency(stripe_api_base, 40):
+        yield settings
 
 
 async def test_sigkilled_workers_and_relay_lose_and_duplicate_nothing(

@@ -7,44 +7,29 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
 from consumer.settings import Settings
+from tests.conftest import StackFactory
 from tests.e2e.processes import PaylinkProcess, wait_until
-from tests.integration.harness import ResultCollector, create_topics, produce, request, seed_tenant, settings_for
+from tests.integration.harness import (
+    ResultCollector,
+    produce,
+    request,
+    seed_tenant,
+    stripe_latency,
+)
 
 REQUESTS = 24
 
 
 @pytest.fixture
-async def stack(
-    kafka_bootstrap: str,
-    mongodb_uri: str,
-    stripe_api_base: str,
-    shortener_base: str,
-    unique_name: str,
-    mongo_client: AsyncMongoClient[dict[str, Any]],
-) -> AsyncIterator[Settings]:
-    settings = settings_for(
-        unique_name,
-        kafka=kafka_bootstrap,
-        mongodb_uri=mongodb_uri,
-        stripe_base=stripe_api_base,
-        shortener_base=shortener_base,
-        max_in_flight=8,
-        drain_timeout_s=20.0,
-    )
-    await create_topics(settings)
-    async with httpx.AsyncClient(base_url=stripe_api_base) as control:
-        (await control.post("/_emulator/config", json={"latency_ms": 150})).raise_for_status()
-        try:
-            yield settings
-        finally:
-            await control.post("/_emulator/config", json={"latency_ms": 0})
-    await mongo_client.drop_database(settings.mongodb_uri.rsplit("/", 1)[1])
+async def stack(pipeline_stack: StackFactory, stripe_api_base: str) -> AsyncIterator[Settings]:
+    settings = await pipeline_stack(max_in_flight=8, drain_timeout_s=20.0)
+    async with stripe_latency(stripe_api_base, 150):
+        yield settings
 
 
 async def committed_total(settings: Settings) -> int:

@@ -204,3 +204,14 @@ async def stripe_objects(stripe_base: str, account: str, kind: str) -> list[dict
         response.raise_for_status()
         body = response.json()
         return list(body["data"] if isinstance(body, dict) and "data" in body else body)
+
+
+@contextlib.asynccontextmanager
+async def stripe_latency(stripe_base: str, latency_ms: int) -> AsyncIterator[None]:
+    """Every Stripe emulator response delayed by ``latency_ms`` while inside; restored to 0 after."""
+    async with httpx.AsyncClient(base_url=stripe_base) as control:
+        (await control.post("/_emulator/config", json={"latency_ms": latency_ms})).raise_for_status()
+        try:
+            yield
+        finally:
+            await control.post("/_emulator/config", json={"latency_ms": 0})

@@ -5,37 +5,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 
 from consumer.settings import Settings
+from tests.conftest import StackFactory
 from tests.e2e.processes import wait_until
 from tests.integration.cli_helpers import paylink
-from tests.integration.harness import create_topics, produce, running_pipeline, settings_for
+from tests.integration.harness import produce, running_pipeline
 
 
 @pytest.fixture
-async def stack(
-    kafka_bootstrap: str,
-    mongodb_uri: str,
-    stripe_api_base: str,
-    shortener_base: str,
-    unique_name: str,
-    mongo_client: AsyncMongoClient[dict[str, Any]],
-) -> AsyncIterator[Settings]:
-    settings = settings_for(
-        unique_name,
-        kafka=kafka_bootstrap,
-        mongodb_uri=mongodb_uri,
-        stripe_base=stripe_api_base,
-        shortener_base=shortener_base,
-    )
-    await create_topics(settings)
-    yield settings
-    await mongo_client.drop_database(settings.mongodb_uri.rsplit("/", 1)[1])
+async def stack(pipeline_stack: StackFactory) -> Settings:
+    return await pipeline_stack()
 
 
 async def test_dead_letters_list_show_byte_for_byte_and_purge(

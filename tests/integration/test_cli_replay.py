@@ -5,47 +5,28 @@ The CLI runs as a subprocess: its exit codes and output are what operators and s
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 
 from consumer.settings import Settings
+from tests.conftest import StackFactory
 from tests.integration.cli_helpers import paylink, stripe_fault
 from tests.integration.harness import (
     ResultCollector,
-    create_topics,
     produce,
     request,
     running_pipeline,
     seed_tenant,
-    settings_for,
 )
 
 CONTACTS = {"ada": {"name": "Ada Lovelace", "email": "ada@example.com"}, "bob": {"name": "Bob", "email": "b@x.io"}}
 
 
 @pytest.fixture
-async def stack(
-    kafka_bootstrap: str,
-    mongodb_uri: str,
-    stripe_api_base: str,
-    shortener_base: str,
-    unique_name: str,
-    mongo_client: AsyncMongoClient[dict[str, Any]],
-) -> AsyncIterator[Settings]:
-    settings = settings_for(
-        unique_name,
-        kafka=kafka_bootstrap,
-        mongodb_uri=mongodb_uri,
-        stripe_base=stripe_api_base,
-        shortener_base=shortener_base,
-        retry_attempts=2,
-    )
-    await create_topics(settings)
-    yield settings
-    await mongo_client.drop_database(settings.mongodb_uri.rsplit("/", 1)[1])
+async def stack(pipeline_stack: StackFactory) -> Settings:
+    return await pipeline_stack(retry_attempts=2)
 
 
 async def wait_for_created(settings: Settings, ids: set[str]) -> dict[str, dict[str, Any]]:

@@ -5,7 +5,6 @@ the consumer group's per-partition lag and the sagas' outcomes."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,29 +13,15 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from consumer.settings import Settings
+from tests.conftest import StackFactory
 from tests.e2e.processes import wait_until
 from tests.integration.cli_helpers import paylink
-from tests.integration.harness import ResultCollector, request, running_pipeline, seed_tenant, settings_for
+from tests.integration.harness import ResultCollector, request, running_pipeline, seed_tenant
 
 
 @pytest.fixture
-async def stack(
-    kafka_bootstrap: str,
-    mongodb_uri: str,
-    stripe_api_base: str,
-    shortener_base: str,
-    unique_name: str,
-    mongo_client: AsyncMongoClient[dict[str, Any]],
-) -> AsyncIterator[Settings]:
-    settings = settings_for(
-        unique_name,
-        kafka=kafka_bootstrap,
-        mongodb_uri=mongodb_uri,
-        stripe_base=stripe_api_base,
-        shortener_base=shortener_base,
-    )
-    yield settings
-    await mongo_client.drop_database(settings.mongodb_uri.rsplit("/", 1)[1])
+async def stack(pipeline_stack: StackFactory) -> Settings:
+    return await pipeline_stack(with_topics=False)
 
 
 async def test_publish_then_status_reports_the_backlog_lag_and_outcomes(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,10 @@ from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
 from consumer.settings import Settings
+from tests.conftest import StackFactory
 from tests.e2e.processes import PaylinkProcess, logs_of, wait_until
 from tests.integration.cli_helpers import free_port, stripe_fault
-from tests.integration.harness import ResultCollector, create_topics, produce, request, seed_tenant, settings_for
+from tests.integration.harness import ResultCollector, produce, request, seed_tenant
 
 STRIPE_KEY = f"sk_test_metricsrun{uuid.uuid4().hex}"
 SHORTENER_TOKEN = f"shortener-token-{uuid.uuid4().hex}"
@@ -30,27 +30,10 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture
-async def stack(
-    kafka_bootstrap: str,
-    mongodb_uri: str,
-    stripe_api_base: str,
-    shortener_base: str,
-    unique_name: str,
-    mongo_client: AsyncMongoClient[dict[str, Any]],
-) -> AsyncIterator[Settings]:
-    settings = settings_for(
-        unique_name,
-        kafka=kafka_bootstrap,
-        mongodb_uri=mongodb_uri,
-        stripe_base=stripe_api_base,
-        shortener_base=shortener_base,
-        stripe_api_key=SecretStr(STRIPE_KEY),
-        shortener_token=SecretStr(SHORTENER_TOKEN),
-        retry_attempts=4,
+async def stack(pipeline_stack: StackFactory) -> Settings:
+    return await pipeline_stack(
+        stripe_api_key=SecretStr(STRIPE_KEY), shortener_token=SecretStr(SHORTENER_TOKEN), retry_attempts=4
     )
-    await create_topics(settings)
-    yield settings
-    await mongo_client.drop_database(settings.mongodb_uri.rsplit("/", 1)[1])
 
 
 async def scrape(port: int) -> Samples:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -12,14 +11,13 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from consumer.settings import Settings
+from tests.conftest import StackFactory
 from tests.integration.harness import (
     ResultCollector,
-    create_topics,
     produce,
     request,
     running_pipeline,
     seed_tenant,
-    settings_for,
     stripe_objects,
 )
 
@@ -37,24 +35,8 @@ CONTACTS = {
 
 
 @pytest.fixture
-async def stack(
-    kafka_bootstrap: str,
-    mongodb_uri: str,
-    stripe_api_base: str,
-    shortener_base: str,
-    unique_name: str,
-    mongo_client: AsyncMongoClient[dict[str, Any]],
-) -> AsyncIterator[Settings]:
-    settings = settings_for(
-        unique_name,
-        kafka=kafka_bootstrap,
-        mongodb_uri=mongodb_uri,
-        stripe_base=stripe_api_base,
-        shortener_base=shortener_base,
-    )
-    await create_topics(settings)
-    yield settings
-    await mongo_client.drop_database(settings.mongodb_uri.rsplit("/", 1)[1])
+async def stack(pipeline_stack: StackFactory) -> Settings:
+    return await pipeline_stack()
 
 
 def database(client: AsyncMongoClient[dict[str, Any]], settings: Settings) -> Any:
