@@ -445,9 +445,14 @@ async def test_a_lost_response_is_retryable_and_the_retry_returns_the_same_objec
     assert await stripe.billing.invoice_status(stripe.account, invoice_id) == "draft"
 
 
-async def test_a_revoked_account_is_permission_denied(stripe: BillingHarness) -> None:
-    if not isinstance(stripe, StripeHarness):
-        pytest.skip("the fake has no account access to revoke: the classification is the real adapter's job")
+@pytest.fixture
+def real_stripe(emulator: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> StripeHarness:
+    """The real adapter only: revoking account access is Stripe's behaviour, which the fake does not model."""
+    return StripeHarness(*emulator)
+
+
+async def test_a_revoked_account_is_permission_denied(real_stripe: StripeHarness) -> None:
+    stripe = real_stripe
     customer_id = await new_customer(stripe)
     await revoke(stripe.control, stripe.account)
     try:
