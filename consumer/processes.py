@@ -17,7 +17,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 
 from consumer import logs, metrics
 from consumer.bootstrap import Components, build_relay, build_worker, make_consumer, make_producer, open_components
-from consumer.health import HealthServer
+from consumer.health import HealthServer, ReadinessCheck
 from consumer.relay import Relay
 from consumer.settings import Settings
 
@@ -71,16 +71,12 @@ async def run_worker(settings: Settings, metrics_port: int | None = None) -> Non
             await components.mongo.admin.command("ping")
             return None if worker.assigned else "no partitions assigned yet"
 
-        health = await _start_health(metrics_port or settings.metrics_port, ready)
         log.info("worker started", extra={"topic": settings.requests_topic, "group": settings.consumer_group})
-        sampler = asyncio.create_task(_every(stop, _consumer_lag_sampler(consumer)))
         try:
-            await worker.run(stop)
+            async with _observed(metrics_port or settings.metrics_port, ready, _consumer_lag_sampler(consumer), stop):
+                await worker.run(stop)
         finally:
-            await _cancel(sampler)
             await consumer.stop()
-            if health:
-                await health.stop()
         log.info("worker stopped")
 
 
@@ -99,16 +95,14 @@ async def run_relay(settings: Settings, metrics_port: int | None = None) -> None
             metrics.OUTBOX_BACKLOG.set(backlog)
             return None
 
-        health = await _start_health(metrics_port or settings.metrics_port, ready)
         log.info("relay started", extra={"topic": settings.results_topic})
-        sampler = asyncio.create_task(_every(stop, _outbox_sampler(components, relay)))
         try:
-            await relay.run(stop)
+            async with _observed(
+                metrics_port or settings.metrics_port, ready, _outbox_sampler(components, relay), stop
+            ):
+                await relay.run(stop)
         finally:
-            await _cancel(sampler)
             await producer.stop()
-            if health:
-                await health.stop()
         log.info("relay stopped", extra={"published": relay.stats.published})
 
 
@@ -138,12 +132,21 @@ async def started(make: Callable[[], Client], stop: asyncio.Event, what: str) ->
         delay = min(delay * 2, 5.0)
 
 
-async def _start_health(port: int | None, ready: object) -> HealthServer | None:
-    if not port:
-        return None
-    server = HealthServer(port, ready)  # type: ignore[arg-type]
-    await server.start()
-    return server
+@contextlib.asynccontextmanager
+async def _observed(
+    port: int | None, ready: ReadinessCheck, sample: Sample, stop: asyncio.Event
+) -> AsyncIterator[None]:
+    """While inside: the health/metrics endpoint on ``port`` (if any) and the metrics sampler."""
+    health = HealthServer(port, ready) if port else None
+    if health:
+        await health.start()
+    sampler = asyncio.create_task(_every(stop, sample))
+    try:
+        yield
+    finally:
+        await _cancel(sampler)
+        if health:
+            await health.stop()
 
 
 Sample = Callable[[], Awaitable[None]]
