@@ -136,12 +136,23 @@ def prepare_kafka(port: int) -> None:
     props = kafka_properties(port)
     if (KAFKA_DATA / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    subprocess.run(
+    cluster_id = new_cluster_id()
+    result = subprocess.run(
         ["java", "-cp", kafka_classpath(), "kafka.tools.StorageTool", "format", "--standalone",
-         "-t", cluster_id, "-c", str(props)],
-        check=True, capture_output=True,
+         f"--cluster-id={cluster_id}", "-c", str(props)],
+        capture_output=True, text=True,
     )
+    if result.returncode != 0:
+        sys.exit(f"kafka storage format failed:\n{result.stdout}{result.stderr}")
+
+
+def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A Kafka cluster id: base64url of 16 random bytes, redrawn (as Kafka's Uuid.randomUuid does) while its
+    text starts with '-', which the storage tool's argument parser would read as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(random_bytes()).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def kafka_command(port: int) -> list[str]:
