@@ -15,7 +15,6 @@ from domain.errors import ConcurrentUpdateError, Reason
 from domain.events import PaymentLinkFailed, Step
 from domain.ports import SagaStore
 from domain.saga_record import SagaFailure, SagaRecord, SagaStatus
-from tests.contract.conftest import expect_lost_updates_on_ferretdb
 from tests.fakes.stores import FakeSagaStore
 from tests.fakes.world import make_request
 
@@ -212,10 +211,7 @@ async def test_saving_a_missing_record_raises_and_creates_nothing(store: SagaSto
     assert await store.load(record.payment_link_id) is None
 
 
-async def test_concurrent_saves_of_one_version_let_exactly_one_win(
-    store: SagaStore, request: pytest.FixtureRequest
-) -> None:
-    expect_lost_updates_on_ferretdb(request, isinstance(store, MongoSagaStore))
+async def test_concurrent_saves_of_one_version_let_exactly_one_win(store: SagaStore) -> None:
     for _ in range(3):
         record = await store.create_if_absent(new_record())
         writers = [record.model_copy(update={"customer_id": f"cus_{n}"}) for n in range(6)]

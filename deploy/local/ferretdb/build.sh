@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the local FerretDB (main.go) with two small patches to FerretDB 1.24.2's SQLite backend, both
-# about finding documents by _id through the _id index instead of scanning the whole collection:
+# Builds the local FerretDB (main.go) with three small patches to FerretDB 1.24.2: two to its SQLite
+# backend, about finding documents by _id through the _id index instead of scanning the whole collection,
+# and one that makes single-document updates atomic, as they are on MongoDB:
 #
 # 1. internal/backends/sqlite/metadata/metadata.go: IDColumn `->'$._id'` becomes `->'_id'`.
 #    FerretDB creates each collection's unique _id index on the expression `_ferretdb_sjson->"_id"` but
@@ -14,8 +15,15 @@
 #    `WHERE _id = ?` too, not only a filter made of `_id` alone. Every caller of Query filters the rows
 #    again with the whole filter (FilterIterator/FilterDocument), and limits are pushed down only for
 #    empty filters, so the result is the same; only the scan is gone.
+# 3. internal/handler: `update` and `findAndModify` run under one mutex per collection
+#    (paylink_atomic.go). FerretDB 1.24 runs a conditional update as a query, then a separate write by
+#    _id, so of six concurrent `{_id, version: 3}` replaces all six "matched" and the last one won;
+#    MongoDB applies a single-document update atomically, and the saga store's version check and the CRM's
+#    link-once rely on that. Holding the lock from the query to the write gives the local store the
+#    same guarantee (for one FerretDB process, which is how the local stack runs it). Inserts need no
+#    lock: the unique _id index already refuses the second one.
 #
-# Semantics are unchanged otherwise (FerretDB's updates stay read-then-write, not atomic, as before).
+# Semantics are unchanged otherwise.
 # The module cache is read-only and `go build -overlay` refuses files in it, so the module is copied
 # into the build directory, patched there and used through a `replace` directive. Only the Go module
 # proxy is used (the same download as a plain build).
@@ -52,8 +60,20 @@ if [ "$(grep -c 'if params.Filter.Len() == 1 {' "$backend")" != 2 ]; then
 fi
 sed -i 's/if params.Filter.Len() == 1 {/if params.Filter.Len() >= 1 { \/\/ paylink: push down _id among other conditions/' "$backend"
 
+handler="$build/ferretdb-src/internal/handler"
+cp "$here/paylink_atomic.go.txt" "$handler/paylink_atomic.go"
+patch_call() {  # file, exact call line: lock the collection for the rest of the command
+    if [ "$(grep -c "$2" "$handler/$1")" != 1 ]; then
+        echo "build.sh: the atomic update patch no longer applies to $1; check the FerretDB version" >&2
+        exit 1
+    fi
+    sed -i "s/^\(\t*\)\($2\)$/\1defer lockCollection(params.DB, params.Collection)() \/\/ paylink: atomic\n\1\2/" "$handler/$1"
+}
+patch_call msg_update.go "matched, modified, upserted, err := h.updateDocument(connCtx, params)"
+patch_call msg_findandmodify.go "res, err := h.findAndModifyDocument(connCtx, params)"
+
 go mod edit -replace "github.com/FerretDB/FerretDB=./ferretdb-src"
 # Built aside and renamed over the old binary, so a FerretDB running from it is left untouched.
 go build -o "$out.new" .
 mv -f "$out.new" "$out"
-echo "built $out (FerretDB 1.24.2 with the SQLite _id index and pushdown patches)"
+echo "built $out (FerretDB 1.24.2 with the SQLite _id index, pushdown and atomic update patches)"
