@@ -34,7 +34,7 @@ $(KAFKA_LIBS)/.resolved: deploy/local/kafka/pom.xml
 # FerretDB embedded in a small Go program (its own command panics when `go install`ed), built with a
 # one-line patch that lets SQLite use the _id index (see build.sh).
 $(FERRETDB): deploy/local/ferretdb/main.go deploy/local/ferretdb/go.mod deploy/local/ferretdb/go.sum \
-             deploy/local/ferretdb/build.sh deploy/local/ferretdb/paylink_atomic.go.txt
+             deploy/local/ferretdb/build.sh deploy/local/ferretdb/paylink_atomic.go.txt deploy/local/ferretdb/paylink_in.go.txt
 	deploy/local/ferretdb/build.sh $(abspath $(FERRETDB))
 
 services-up: setup

@@ -2,10 +2,11 @@
 
 One relay among several is active, by a lease in MongoDB; the others wait and take over within about
 one lease length when the active one dies (or at once when it stops gracefully). The active relay
-publishes a batch with an idempotent producer (``acks=all``), waits for every acknowledgement, and only
-then marks the batch published: a crash in between republishes it (at least once; consumers dedupe on
-``event_id``). When idle it polls every ``poll_interval`` (20 ms by default), so a new entry is noticed
-within 50 ms without change streams (FerretDB has none).
+publishes a batch (up to 2,000 entries) with an idempotent producer (``acks=all``), waits for every
+acknowledgement, and only then marks the batch published (moves it to ``outbox_published``): a crash in
+between republishes it (at least once; consumers dedupe on ``event_id``). When idle it polls every
+``poll_interval`` (20 ms by default), so a new entry is noticed within 50 ms without change streams
+(FerretDB has none); a poll reads only pending entries, since published ones have moved out.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ CE_SOURCE = "paylink"
 
 class OutboxReader(Protocol):
     async def unpublished(self, limit: int) -> list[OutboxEntry]: ...
-    async def mark_published(self, event_ids: list[str]) -> None: ...
+    async def mark_published(self, entries: list[OutboxEntry]) -> None: ...
     async def purge_published(self, older_than: timedelta) -> int: ...
 
 
@@ -48,7 +49,7 @@ class RelayOptions:
     topic: str
     lease_length_s: float = 5.0
     poll_interval_s: float = 0.02
-    batch_size: int = 500
+    batch_size: int = 2000
     retention: timedelta = timedelta(days=7)
     purge_interval_s: float = 60.0
 
@@ -146,7 +147,7 @@ class Relay:
         for entry in entries:
             metrics.PUBLISH_LAG.observe(max(0.0, (acknowledged - entry.created_at).total_seconds()))
         metrics.RELAY_PUBLISHED.inc(len(entries))
-        await self._outbox.mark_published([entry.event_id for entry in entries])
+        await self._outbox.mark_published(entries)
         self.stats.published += len(entries)
         self.stats.batches += 1
         return len(entries)

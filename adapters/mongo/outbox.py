@@ -1,12 +1,19 @@
 """The outbox: result events waiting to be published to Kafka by the relay.
 
-Document: ``{_id: event_id, seq, key, event_type, payload, created_at, published, published_at}``.
-``_id`` is the result's ``event_id``, so appending the same event twice stores it once. ``seq`` gives
-the relay its publishing order (insertion order): each append claims the number above the highest one
-claimed so far by inserting ``{_id: seq}`` into ``outbox_seq``. An insert on a unique ``_id`` is atomic
-on MongoDB and on FerretDB alike; a ``$inc`` counter is not on FerretDB (its ``findAndModify`` reads,
-then writes), which handed concurrent appends the same ``seq`` and could even move the counter back,
-giving a later append a lower ``seq`` than an earlier one.
+``outbox`` holds the entries still to publish: ``{_id: event_id, seq, key, event_type, payload,
+created_at, published: false, published_at: null}``. ``_id`` is the result's ``event_id``, so appending the
+same event twice stores it once. ``seq`` gives the relay its publishing order (insertion order): each
+append claims the number above the highest one claimed so far by inserting ``{_id: seq}`` into
+``outbox_seq``. An insert on a unique ``_id`` is atomic on MongoDB and on FerretDB alike; a ``$inc``
+counter is not on an unpatched FerretDB (its ``findAndModify`` reads, then writes), which handed
+concurrent appends the same ``seq``.
+
+Once Kafka has acknowledged an entry, the relay moves it to ``outbox_published`` (same document,
+``published: true`` and ``published_at`` set), where it stays for the retention period. Moving rather than
+flagging keeps ``outbox`` as small as the backlog: FerretDB uses no secondary index, so each relay poll
+scans the whole collection, and with a week of published entries kept beside the pending ones an idle
+poll every 20 ms would read them all. Entries flagged ``published: true`` inside ``outbox`` (written by a
+relay of the version before the move) are skipped by the relay and purged like the others.
 """
 
 from __future__ import annotations
@@ -18,13 +25,14 @@ from typing import Any, Protocol
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from adapters.mongo.errors import store_errors
 from domain.errors import RetryableError
 
 Document = dict[str, Any]
 SEQ_ATTEMPTS = 64
+DUPLICATE_KEY = 11000
 SEQ_CLAIMS_KEPT = 256  # newest claims kept: only an append stalled across 256 others could re-claim a number
 SEQ_PRUNE_EVERY = 64  # prune each time seq passes a multiple of 64 (FerretDB scans a collection per query)
 
@@ -52,12 +60,14 @@ class OutboxEntry:
 class MongoOutbox:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._entries = database["outbox"]
+        self._published = database["outbox_published"]
         self._seqs = database["outbox_seq"]
 
     async def ensure_indexes(self) -> None:
         with store_errors("outbox index creation"):
             await self._entries.create_index([("published", ASCENDING), ("seq", ASCENDING)])
             await self._entries.create_index([("published", ASCENDING), ("published_at", ASCENDING)])
+            await self._published.create_index([("published_at", ASCENDING)])
 
     async def append(self, event: ResultEvent) -> None:
         """Stores ``event`` once: a second append of the same ``event_id`` changes nothing."""
@@ -124,19 +134,30 @@ class MongoOutbox:
                 async for doc in cursor
             ]
 
-    async def mark_published(self, event_ids: list[str]) -> None:
+    async def mark_published(self, entries: list[OutboxEntry]) -> None:
+        """Moves ``entries`` (as read by ``unpublished``) to ``outbox_published``; marking one twice is harmless.
+
+        Copied first, deleted second: a crash in between leaves the entry pending, so it is published again
+        (at least once) and its second copy is refused by the unique ``_id``.
+        """
+        if not entries:
+            return
+        now = datetime.now(UTC)
         with store_errors("outbox mark published"):
-            await self._entries.update_many(
-                {"_id": {"$in": event_ids}},
-                {"$set": {"published": True, "published_at": datetime.now(UTC)}},
-            )
+            try:
+                await self._published.insert_many([_published_document(entry, now) for entry in entries], ordered=False)
+            except BulkWriteError as error:
+                if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
+                    raise
+            await self._entries.delete_many({"_id": {"$in": [entry.event_id for entry in entries]}})
 
     async def purge_published(self, older_than: timedelta) -> int:
         """Deletes entries published more than ``older_than`` ago; returns how many."""
         with store_errors("outbox purge"):
             cutoff = datetime.now(UTC) - older_than
-            result = await self._entries.delete_many({"published": True, "published_at": {"$lt": cutoff}})
-            return result.deleted_count
+            moved = await self._published.delete_many({"published_at": {"$lt": cutoff}})
+            flagged = await self._entries.delete_many({"published": True, "published_at": {"$lt": cutoff}})
+            return moved.deleted_count + flagged.deleted_count
 
     async def backlog(self) -> tuple[int, datetime | None]:
         """How many entries wait, and when the oldest of them was appended."""
@@ -144,6 +165,19 @@ class MongoOutbox:
             count = await self._entries.count_documents({"published": False})
             oldest = await self._entries.find_one({"published": False}, sort=[("seq", ASCENDING)])
             return count, _aware(oldest["created_at"]) if oldest else None
+
+
+def _published_document(entry: OutboxEntry, published_at: datetime) -> Document:
+    return {
+        "_id": entry.event_id,
+        "seq": entry.seq,
+        "key": entry.key,
+        "event_type": entry.event_type,
+        "payload": entry.payload.decode(),
+        "created_at": entry.created_at,
+        "published": True,
+        "published_at": published_at,
+    }
 
 
 def _aware(moment: datetime) -> datetime:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the local FerretDB (main.go) with three small patches to FerretDB 1.24.2: two to its SQLite
+# Builds the local FerretDB (main.go) with four small patches to FerretDB 1.24.2: three to its SQLite
 # backend, about finding documents by _id through the _id index instead of scanning the whole collection,
 # and one that makes single-document updates atomic, as they are on MongoDB:
 #
@@ -22,6 +22,10 @@
 #    link-once rely on that. Holding the lock from the query to the write gives the local store the
 #    same guarantee (for one FerretDB process, which is how the local stack runs it). Inserts need no
 #    lock: the unique _id index already refuses the second one.
+# 4. internal/backends/sqlite/collection.go (Query): a filter whose `_id` condition is
+#    `{$in: [<string|ObjectId>, ...]}` (up to 5,000) is pushed down as `WHERE _id IN (...)`
+#    (paylink_in.go): the relay marks a published batch with `update_many({_id: {$in: ids}})`, which scanned
+#    the whole outbox; as with patch 2, the rows are filtered again with the whole filter.
 #
 # Semantics are unchanged otherwise.
 # The module cache is read-only and `go build -overlay` refuses files in it, so the module is copied
@@ -72,8 +76,17 @@ patch_call() {  # file, exact call line: lock the collection for the rest of the
 patch_call msg_update.go "matched, modified, upserted, err := h.updateDocument(connCtx, params)"
 patch_call msg_findandmodify.go "res, err := h.findAndModifyDocument(connCtx, params)"
 
+cp "$here/paylink_in.go.txt" "$build/ferretdb-src/internal/backends/sqlite/paylink_in.go"
+query_switch=$'^\t\tswitch v.(type) {$'
+if [ "$(grep -c "$query_switch" "$backend")" != 2 ]; then
+    echo "build.sh: the _id \$in pushdown patch no longer applies to $src; check the FerretDB version" >&2
+    exit 1
+fi
+# Only the first switch (Query); the second is Explain's, which reports pushdowns and is left alone.
+sed -i "0,/$query_switch/s//\t\tif where, in := paylinkIDIn(v); where != \"\" { whereClause, args = where, in } \/\/ paylink: \$in\n\t\tswitch v.(type) {/" "$backend"
+
 go mod edit -replace "github.com/FerretDB/FerretDB=./ferretdb-src"
 # Built aside and renamed over the old binary, so a FerretDB running from it is left untouched.
 go build -o "$out.new" .
 mv -f "$out.new" "$out"
-echo "built $out (FerretDB 1.24.2 with the SQLite _id index, pushdown and atomic update patches)"
+echo "built $out (FerretDB 1.24.2 with the SQLite _id index, pushdown, atomic update and _id \$in patches)"
