@@ -17,6 +17,7 @@ from typing import Any
 
 from consumer import commands, schema, status
 from consumer.commands import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Unreachable
+from consumer.replay import STALE_AFTER_S
 from consumer.settings import Settings
 from domain.errors import Reason, RetryableError
 
@@ -81,6 +82,17 @@ def amount_item(text: str) -> dict[str, Any]:
     if not description or not amount.isdigit():
         raise argparse.ArgumentTypeError(f"expected description:amount[:quantity], got {text!r}")
     return {"description": description, "amount": int(amount), "quantity": 1}
+
+
+def seconds(text: str) -> float:
+    """A non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"seconds must be 0 or more: {text!r}")
+    return value
 
 
 def metadata_pair(text: str) -> tuple[str, str]:
@@ -190,9 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
         "re-run failed requests, resuming their sagas",
         "Re-runs failed sagas here, with the worker's retry policy, each from its recorded state; the new "
         "result is\nappended to the outbox and published by the relay. Choose them by --event-id, by filters, "
-        "or --all.\nSagas that are unknown, running or already created are skipped. A progress bar shows on a "
-        "terminal;\none line per saga and a summary go to stdout. Exit 1 if any ended failed again, was not "
-        "found or\ncould not be re-run.",
+        "or --all.\nSagas that are unknown, running or already created are skipped; a running one named by "
+        "--event-id that\nwas not saved for --stale-after seconds is abandoned (e.g. a killed replay) and "
+        "resumes. A progress bar\nshows on a terminal; one line per saga and a summary go to stdout. Exit 1 if "
+        "any ended failed again,\nwas not found or could not be re-run.",
     )
     replay.add_argument(
         "--event-id", action="append", default=[], metavar="ID", help="a request's event_id (repeatable)"
@@ -202,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=int, default=1000, help="at most this many sagas (default 1000)")
     replay.add_argument("--concurrency", type=int, default=4, help="sagas re-run at once (default 4)")
     replay.add_argument("--dry-run", action="store_true", help="list what would be replayed; change nothing")
+    replay.add_argument(
+        "--stale-after",
+        type=seconds,
+        default=STALE_AFTER_S,
+        metavar="SECONDS",
+        help="a running saga named by --event-id and not saved for SECONDS is abandoned and resumed with its keys "
+        f"(default {STALE_AFTER_S}, i.e. 15 min: longer than a worker's retry budget plus its drain deadline, so "
+        "a saga a live worker is on is never taken)",
+    )
 
     letters = command("dead-letters", None, "inspect and purge dead letters (messages that could not be processed)")
     letters_sub = letters.add_subparsers(dest="letters_command", required=True, metavar="ACTION")

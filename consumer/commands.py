@@ -12,7 +12,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -224,7 +224,15 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    selection = ReplaySelection(args.event_id, args.reason, args.account, args.since, args.until, args.limit)
+    selection = ReplaySelection(
+        args.event_id,
+        args.reason,
+        args.account,
+        args.since,
+        args.until,
+        args.limit,
+        stale_after=timedelta(seconds=args.stale_after),
+    )
     return asyncio.run(run_replay(settings, selection, dry_run=args.dry_run, concurrency=args.concurrency))
 
 

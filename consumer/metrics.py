@@ -5,7 +5,17 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_CONSUMED = Counter("paylink_messages_consumed_total", "Request messages consumed", ["topic"])
-SAGAS = Counter("paylink_sagas_total", "Sagas ended, by outcome and reason", ["outcome", "reason"])
+SAGAS = Counter(
+    "paylink_sagas_total",
+    "Sagas ended, by outcome and reason (once per request: duplicates count in paylink_duplicates_total)",
+    ["outcome", "reason"],
+)
+# A separate counter, not a label of SAGAS: sum(paylink_sagas_total) stays "requests finished".
+DUPLICATES = Counter(
+    "paylink_duplicates_total",
+    "Deliveries of an already finished request whose stored result was re-reported, by its outcome",
+    ["outcome"],
+)
 STEP_SECONDS = Histogram(
     "paylink_saga_step_seconds",
     "Duration of one saga step's outside call",

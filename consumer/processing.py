@@ -5,6 +5,8 @@
 - A valid request runs the saga; transient faults are retried with exponential backoff and full jitter
   (tenacity, ``retry_attempts`` attempts); when they run out the saga gives up with
   ``PaymentLinkFailed(retryable=true)`` and keeps its progress for ``paylink replay``.
+- A duplicate of a finished request re-appends its stored result (nothing new is published); it is
+  counted in ``paylink_duplicates_total``, not again in ``paylink_sagas_total``.
 - If even recording the outcome fails (MongoDB down), the whole message is retried with backoff until it
   succeeds or the worker stops: its offset stays uncommitted, so nothing is lost.
 - An unexpected exception (a bug) never stops the worker: the message is dead-lettered with
@@ -25,9 +27,9 @@ from tenacity.wait import wait_random_exponential
 
 from consumer import metrics
 from domain.errors import PermanentError, Reason, RetryableError, excerpt
-from domain.events import PaymentLinkCreated, PaymentLinkFailed, PaymentLinkRequested
+from domain.events import PaymentLinkCreated, PaymentLinkRequested
 from domain.intake import parse_request, recover_identity
-from domain.saga import PaymentLinkSaga
+from domain.saga import PaymentLinkSaga, SagaOutcome
 
 log = logging.getLogger("paylink.processing")
 
@@ -121,16 +123,16 @@ class RequestHandler:
             await self._reject(job, job.error)
             return
         try:
-            result = await self._run_with_retries(job.request)
+            outcome = await self._run_with_retries(job.request)
         except (RetryableError, asyncio.CancelledError):
             raise
         except Exception as bug:  # never let one message stop the worker
             log.exception("unexpected error while processing a request", extra=_identity(job))
             await self._dead_letter(job, Reason.INTERNAL_ERROR, f"unexpected error: {excerpt(repr(bug), 200)}")
-            result = await self._saga.give_up(job.request, bug, attempts=1)
-        _report(job.request, result)
+            outcome = await self._saga.give_up_outcome(job.request, bug, attempts=1)
+        _report(job.request, outcome)
 
-    async def _run_with_retries(self, request: PaymentLinkRequested) -> PaymentLinkCreated | PaymentLinkFailed:
+    async def _run_with_retries(self, request: PaymentLinkRequested) -> SagaOutcome:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableError),
             stop=stop_after_attempt(self._policy.attempts),
@@ -141,9 +143,9 @@ class RequestHandler:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._saga.run(request)
+                    return await self._saga.run_outcome(request)
         except RetryableError as error:
-            return await self._saga.give_up(request, error, attempts=self._policy.attempts)
+            return await self._saga.give_up_outcome(request, error, attempts=self._policy.attempts)
         raise AssertionError("tenacity always returns or raises")  # pragma: no cover
 
     async def _reject(self, job: RequestJob, error: PermanentError) -> None:
@@ -212,7 +214,17 @@ def _log_retry(request: PaymentLinkRequested, state: RetryCallState) -> None:
     )
 
 
-def _report(request: PaymentLinkRequested, result: PaymentLinkCreated | PaymentLinkFailed) -> None:
+def _report(request: PaymentLinkRequested, outcome: SagaOutcome) -> None:
+    result = outcome.result
+    if outcome.re_reported:
+        # A redelivery, or a producer re-sending the request: the outcome was counted when the saga ended.
+        label = "created" if isinstance(result, PaymentLinkCreated) else "failed"
+        metrics.DUPLICATES.labels(label).inc()
+        log.info(
+            "duplicate request; result re-reported",
+            extra={**_request_identity(request), "outcome": label, "result_event_id": result.event_id},
+        )
+        return
     if isinstance(result, PaymentLinkCreated):
         metrics.SAGAS.labels("created", "").inc()
         log.info("payment link created", extra={**_request_identity(request), "invoice_id": result.invoice_id})

@@ -5,6 +5,11 @@ retry policy: transient faults are retried with backoff and, when retries run ou
 retryably again (``PaymentLinkFailed(retryable=true)``, replayable later). The relay publishes the new
 result. Sagas that are unknown, still running or already created are skipped, never re-run.
 Targets are fixed before the first replay, so a saga that fails again is not picked up twice.
+
+A running saga not saved for ``stale_after`` is abandoned, not running: a replay killed between
+``prepare_replay`` and the end of ``run`` leaves it so, and its Kafka message was committed long ago.
+Named by ``--event-id`` it resumes like a retryable failure (same keys). The filters do not select
+such sagas (``find_replayable`` returns failed ones only): taking one over is an explicit act.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from consumer.commands import EXIT_FAILED, EXIT_OK, Progress, print_table, with_timeout
@@ -24,6 +29,13 @@ if TYPE_CHECKING:
     from consumer.bootstrap import Components
     from domain.events import PaymentLinkRequested
     from domain.saga import Result
+
+
+# Why 15 minutes: a worker saves its saga after every step, and one step takes at most its retry budget
+# (PAYLINK_RETRY_ATTEMPTS x (Stripe timeout + backoff): 6 x (10 s + 5 s) by default) plus the drain
+# deadline (20 s). A saga unsaved for far longer has no live runner. Taking a live one would still be
+# safe (same idempotency keys, version-checked saves) but would race the worker for nothing.
+STALE_AFTER_S = 900
 
 
 @dataclass
@@ -58,16 +70,29 @@ class ReplaySelection:
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 1000
+    stale_after: timedelta = timedelta(seconds=STALE_AFTER_S)
 
 
 @dataclass(frozen=True)
 class ReplayTarget:
     payment_link_id: str
     record: SagaRecord | None
+    stale_before: datetime | None = None  # running sagas saved before it are abandoned
+
+    @property
+    def abandoned(self) -> bool:
+        record, cutoff = self.record, self.stale_before
+        return (
+            record is not None
+            and record.status is SagaStatus.RUNNING
+            and cutoff is not None
+            and record.updated_at < cutoff
+        )
 
     @property
     def replayable(self) -> bool:
-        return self.record is not None and self.record.status in (SagaStatus.FAILED, SagaStatus.COMPENSATION_FAILED)
+        failed = self.record is not None and self.record.status in (SagaStatus.FAILED, SagaStatus.COMPENSATION_FAILED)
+        return failed or self.abandoned
 
     def row(self) -> list[object]:
         record, failure = self.record, self.record.failure if self.record else None
@@ -75,7 +100,7 @@ class ReplayTarget:
             return [self.payment_link_id, "not found", None, None, None, None, None, None]
         return [
             self.payment_link_id,
-            record.status.value,
+            f"{record.status.value} (abandoned)" if self.abandoned else record.status.value,
             failure.reason.value if failure else None,
             failure.retryable if failure else None,
             failure.failed_step.value if failure else None,
@@ -87,7 +112,8 @@ class ReplayTarget:
 
 async def replay_targets(sagas: MongoSagaStore, selection: ReplaySelection) -> list[ReplayTarget]:
     if selection.event_ids:
-        return [ReplayTarget(i, await sagas.load(i)) for i in dict.fromkeys(selection.event_ids)]
+        stale_before = datetime.now(UTC) - selection.stale_after
+        return [ReplayTarget(i, await sagas.load(i), stale_before) for i in dict.fromkeys(selection.event_ids)]
     records = await sagas.find_replayable(
         reason=selection.reason,
         account_id=selection.account,
@@ -136,14 +162,18 @@ async def replay_one(components: Components, target: ReplayTarget, tally: Replay
     if target.record is None:
         tally.not_found += 1
         return "not found"
-    if target.record.status in (SagaStatus.CREATED, SagaStatus.RUNNING):
+    if target.record.status is SagaStatus.CREATED or (
+        target.record.status is SagaStatus.RUNNING and not target.abandoned
+    ):
         succeeded = target.record.status is SagaStatus.CREATED
         tally.already_succeeded += succeeded
         tally.running += not succeeded
         return "skipped: already succeeded" if succeeded else "skipped: still running"
     try:
-        request = await components.saga.prepare_replay(target.payment_link_id)
-    except ReplayRefusedError as refused:  # a worker got there first
+        # The cutoff goes along: prepare_replay re-checks it on the saga as stored now, in case a
+        # runner saved it since the targets were read.
+        request = await components.saga.prepare_replay(target.payment_link_id, running_stale_before=target.stale_before)
+    except ReplayRefusedError as refused:  # a worker (or another replay) got there first
         tally.running += 1
         return f"skipped: {refused}"
     except RetryableError as error:

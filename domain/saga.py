@@ -15,10 +15,12 @@ How the worker uses it, per Kafka message::
 
 - ``run`` starts, resumes or re-reports: a finished saga re-appends its stored result (same event id,
   so the idempotent outbox stores nothing new). ``RetryableError`` propagates with all progress kept.
+  ``run_outcome`` / ``give_up_outcome`` say in addition whether the result was re-reported (a
+  duplicate delivery), so the worker does not count one request's outcome twice.
   A ``PermanentError`` at a step ends the saga as ``PaymentLinkFailed``, compensating first.
 - ``give_up`` ends a saga that kept failing transiently: ``PaymentLinkFailed(retryable=true)``, no
   compensation, state kept so a replay resumes it.
-- ``prepare_replay`` / ``replay`` re-open a failed saga (``paylink replay``).
+- ``prepare_replay`` / ``replay`` re-open a failed saga, or an abandoned running one (``paylink replay``).
 
 A compensation that fails permanently (or is given up on) leaves the saga ``compensation_failed``: it
 is logged as an error and reported in the result (``compensated=false``, the message names the
@@ -28,6 +30,8 @@ invoice to clean up); ``prepare_replay`` retries it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 
 from domain.errors import PaylinkError, PermanentError, Reason, ReplayRefusedError, excerpt, safe_message
 from domain.events import PaymentLinkCreated, PaymentLinkFailed, PaymentLinkRequested
@@ -39,6 +43,15 @@ from domain.saga_steps import SagaPorts, SagaRun, first_unfinished_step
 log = logging.getLogger("paylink.saga")
 
 Result = PaymentLinkCreated | PaymentLinkFailed
+
+
+@dataclass(frozen=True)
+class SagaOutcome:
+    """A terminal result and whether this call produced it. Not a field of the events: they are the
+    published contract, and a re-reported result must stay equal to the stored one."""
+
+    result: Result
+    re_reported: bool = False  # True: the saga had already ended; its stored result was appended again
 
 
 class PaymentLinkSaga:
@@ -67,6 +80,10 @@ class PaymentLinkSaga:
 
         Raises ``RetryableError`` when a step hits a transient fault (progress is kept; call again).
         """
+        return (await self.run_outcome(request)).result
+
+    async def run_outcome(self, request: PaymentLinkRequested) -> SagaOutcome:
+        """``run``, telling whether the result is new or a finished saga's stored one re-reported."""
         record = await self._store.create_if_absent(SagaRecord.start(request, self._clock.now()))
         if record.request != request.model_dump(mode="json"):
             # Same event_id, other body: the producer broke the idempotency contract. The stored request
@@ -79,9 +96,9 @@ class PaymentLinkSaga:
             try:
                 await run.forward()
             except PermanentError as error:
-                return await self._fail(run, error)
-            return await self._succeed(run)
-        return await self._compensate(run)  # a permanent failure still owes its compensation
+                return SagaOutcome(await self._fail(run, error))
+            return SagaOutcome(await self._succeed(run))
+        return SagaOutcome(await self._compensate(run))  # a permanent failure still owes its compensation
 
     async def give_up(self, request: PaymentLinkRequested, error: BaseException, attempts: int) -> Result:
         """Ends the saga after the worker's retries ran out: ``PaymentLinkFailed(retryable=true)``.
@@ -89,15 +106,18 @@ class PaymentLinkSaga:
         No compensation: the state stays so that a replay resumes at the first unfinished step.
         ``reason`` is the error's (``stripe_unavailable`` for Stripe faults), else ``internal_error``.
         """
+        return (await self.give_up_outcome(request, error, attempts)).result
+
+    async def give_up_outcome(self, request: PaymentLinkRequested, error: BaseException, attempts: int) -> SagaOutcome:
+        """``give_up``, telling whether the saga had meanwhile ended (its stored result re-reported)."""
         record = await self._store.create_if_absent(SagaRecord.start(request, self._clock.now()))
         if record.is_terminal:
             return await self._report_again(record)
         run = SagaRun(self._ports, record)
         cause = error.message if isinstance(error, PaylinkError) else excerpt(repr(error), 200)
         if record.failure is not None:
-            return await self._end_compensation_failed(
-                run, record.failure, f"gave up after {attempts} attempt(s): {cause}"
-            )
+            problem = f"gave up after {attempts} attempt(s): {cause}"
+            return SagaOutcome(await self._end_compensation_failed(run, record.failure, problem))
         failure = SagaFailure(
             reason=error.reason if isinstance(error, PaylinkError) else Reason.INTERNAL_ERROR,
             message=safe_message(
@@ -107,16 +127,23 @@ class PaymentLinkSaga:
             retryable=True,
             failed_step=first_unfinished_step(record),
         )
-        return await self._finish(run, SagaStatus.FAILED, failure)
+        return SagaOutcome(await self._finish(run, SagaStatus.FAILED, failure))
 
-    async def prepare_replay(self, payment_link_id: str) -> PaymentLinkRequested:
-        """Re-opens a failed saga and returns its request, to be passed to ``run``.
+    async def prepare_replay(
+        self, payment_link_id: str, *, running_stale_before: datetime | None = None
+    ) -> PaymentLinkRequested:
+        """Re-opens a failed or abandoned saga and returns its request, to be passed to ``run``.
 
         - failed, retryable: resumes at the first unfinished step with the same idempotency keys;
         - compensation_failed: retries the compensation, then ends failed again;
         - failed, permanent (compensated or nothing to compensate): starts over with new invoice keys
-          (``restarts`` + 1), a fresh due date, CRM lookups and customer step.
-        ``attempt`` grows by one. Raises ``ReplayRefusedError`` for unknown, running or created sagas.
+          (``restarts`` + 1), a fresh due date, CRM lookups and customer step;
+        - running, last saved before ``running_stale_before``: abandoned (e.g. a replay killed before
+          ``run``; its Kafka message was committed long ago, so no worker resumes it). Resumes as
+          recorded with the same keys, like a retryable failure (an owed compensation is carried out).
+        ``attempt`` grows by one. Raises ``ReplayRefusedError`` for unknown or created sagas, and for
+        running ones saved since ``running_stale_before`` (all when None): a runner may be on them.
+        The save is version-checked: if a runner saved meanwhile, ``ConcurrentUpdateError`` instead.
         """
         record = await self._store.load(payment_link_id)
         if record is None:
@@ -130,8 +157,11 @@ class PaymentLinkSaga:
             reopened = reopened.model_copy(update={"failure": None})
         elif record.status is SagaStatus.FAILED:
             reopened = _started_over(reopened)
-        else:
+        elif record.status is not SagaStatus.RUNNING:
             raise ReplayRefusedError(f"saga {excerpt(payment_link_id)} is {record.status}, not failed")
+        elif running_stale_before is None or record.updated_at >= running_stale_before:
+            raise ReplayRefusedError(f"saga {excerpt(payment_link_id)} is running, saved too recently to be abandoned")
+        # Left: an abandoned running saga. It resumes as recorded: same keys, owed compensation kept.
         await self._store.save(reopened)
         log.info("saga re-opened for replay", extra=_context(reopened))
         return reopened.request_event()
@@ -148,10 +178,10 @@ class PaymentLinkSaga:
             await self._outbox.append(event)
         return event
 
-    async def _report_again(self, record: SagaRecord) -> Result:
+    async def _report_again(self, record: SagaRecord) -> SagaOutcome:
         assert record.result is not None, "terminal sagas always store their result"
         await self._outbox.append(record.result)
-        return record.result
+        return SagaOutcome(record.result, re_reported=True)
 
     async def _succeed(self, run: SagaRun) -> Result:
         record = run.record

@@ -15,6 +15,7 @@ from pymongo import AsyncMongoClient
 from adapters.mongo.outbox import OutboxEntry
 from consumer.relay import headers_for
 from consumer.settings import Settings
+from domain.saga_record import TIMESTAMP_FORMAT
 from tests.benchmarks.common import (
     Process,
     configure_stripe,
@@ -125,6 +126,8 @@ async def e2e_latency(
     relay = Process.paylink("relay", settings, log_dir() / f"{name}-relay.log")
     sent: dict[str, float] = {}
     received: dict[str, float] = {}
+    stamps_sent: dict[str, float] = {}
+    stamps: dict[str, dict[str, float]] = {}
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, fetch_max_wait_ms=5)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=0)
     try:
@@ -140,10 +143,12 @@ async def e2e_latency(
         async def collect() -> None:
             while len(received) < count:
                 batch = await consumer.getmany(timeout_ms=100)
-                moment = time.perf_counter()
+                moment, wall = time.perf_counter(), time.time()
                 for records in batch.values():
                     for record in records:
-                        received.setdefault(json.loads(record.value)["payment_link_id"], moment)
+                        link_id = json.loads(record.value)["payment_link_id"]
+                        received.setdefault(link_id, moment)
+                        stamps.setdefault(link_id, {"relay_sent": record.timestamp / 1000, "consumed": wall})
 
         collector = asyncio.create_task(collect())
         start = time.perf_counter()
@@ -151,6 +156,7 @@ async def e2e_latency(
             await asyncio.sleep(max(0.0, start + n / rate_per_s - time.perf_counter()))
             value = json.dumps(body).encode()
             sent[body["event_id"]] = time.perf_counter()
+            stamps_sent[body["event_id"]] = time.time()
             await producer.send_and_wait(settings.requests_topic, value, key=body["contact_id"].encode())
         await asyncio.wait_for(collector, timeout=60)
     finally:
@@ -159,6 +165,8 @@ async def e2e_latency(
         worker.stop()
         relay.stop()
     latencies = [(received[body["event_id"]] - sent[body["event_id"]]) * 1000 for body in bodies[warmup:]]
+    measured = [body["event_id"] for body in bodies[warmup:]]
+    stages = await _stages(mongo[database], measured, stamps_sent, stamps)
     await mongo.drop_database(database)
     return {
         "requests": count,
@@ -166,4 +174,33 @@ async def e2e_latency(
         "p50_ms": round(percentile(latencies, 0.50), 1),
         "p99_ms": round(percentile(latencies, 0.99), 1),
         "max_ms": round(max(latencies), 1),
+        "stages_p50_ms": stages,
     }
+
+
+async def _stages(
+    database: Any, link_ids: list[str], sent: dict[str, float], stamps: dict[str, dict[str, float]]
+) -> dict[str, float]:
+    """Where the end-to-end time goes (median per stage, wall clocks of this one machine): produce and
+    consume the request (``intake``), run the saga (first to last save), append to the outbox, wait for the
+    relay to pick the entry up and send it, and deliver it to the result consumer."""
+    sagas = {d["_id"]: d async for d in database["sagas"].find({"_id": {"$in": link_ids}})}
+    entries = {d["payload"] and json.loads(d["payload"])["payment_link_id"]: d
+               async for d in database["outbox_published"].find({})}  # fmt: skip
+    parts: dict[str, list[float]] = {"intake": [], "saga": [], "outbox_append": [], "relay_pickup": [], "delivery": []}
+    for link_id in link_ids:
+        saga, entry, stamp = sagas.get(link_id), entries.get(link_id), stamps.get(link_id)
+        if not (saga and entry and stamp and link_id in sent):
+            continue
+        started, ended = _saga_time(saga["created_at"]), _saga_time(saga["updated_at"])
+        appended = entry["created_at"].replace(tzinfo=UTC).timestamp()
+        parts["intake"].append(started - sent[link_id])
+        parts["saga"].append(ended - started)
+        parts["outbox_append"].append(appended - ended)
+        parts["relay_pickup"].append(stamp["relay_sent"] - appended)
+        parts["delivery"].append(stamp["consumed"] - stamp["relay_sent"])
+    return {name: round(percentile(values, 0.5) * 1000, 1) for name, values in parts.items()}
+
+
+def _saga_time(text: str) -> float:
+    return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=UTC).timestamp()

@@ -1,6 +1,7 @@
 """A whole run of `paylink worker` and `paylink relay` as processes, observed the way operators do:
 /metrics scraped over HTTP must count exactly this run's outcomes, /healthz and /readyz answer, and the
-captured logs hold one line per outcome and per retry with the request's ids, and no secret. The relay
+captured logs hold one line per outcome and per retry with the request's ids, and no secret. A request
+delivered twice is one outcome and one duplicate, not two outcomes. The relay
 starts as a standby (another owner holds the lease) so the backlog gauges have something to show."""
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ async def test_metrics_health_and_logs_of_a_whole_run(
             stripe_api_base, tenant.stripe_account, method="POST", path="/v1/invoices", status=500, count=1
         )
         async with fault, ResultCollector(stack) as collector:
-            await produce(stack, [*created, missing, b"\x00 poison"])
+            # created[0] twice: same contact, so the duplicate is handled after the first has finished.
+            await produce(stack, [*created, missing, b"\x00 poison", created[0]])
 
             async def backlog_seen() -> bool:
                 now = await scrape(relay_port)
@@ -115,6 +117,7 @@ async def test_metrics_health_and_logs_of_a_whole_run(
 
     counted = {
         "created": value(worker_metrics, "paylink_sagas_total", outcome="created", reason=""),
+        "duplicates": value(worker_metrics, "paylink_duplicates_total", outcome="created"),
         "contact_not_found": value(worker_metrics, "paylink_sagas_total", outcome="failed", reason="contact_not_found"),
         "invalid_event": value(worker_metrics, "paylink_sagas_total", outcome="failed", reason="invalid_event"),
         "dead_letters": value(worker_metrics, "paylink_dead_letters_total", reason="invalid_event"),
@@ -128,10 +131,11 @@ async def test_metrics_health_and_logs_of_a_whole_run(
     }
     assert counted == {
         "created": 4,
+        "duplicates": 1,
         "contact_not_found": 1,
         "invalid_event": 1,
         "dead_letters": 1,
-        "consumed": 6,
+        "consumed": 7,
         "retries": 1,
         "published": 5,
         "publish_lag_count": 5,
@@ -159,6 +163,9 @@ async def test_metrics_health_and_logs_of_a_whole_run(
         if line["message"] in ("payment link created", "payment link failed")
     }
     assert outcomes.keys() == ids
+    assert sum(line["message"] in ("payment link created", "payment link failed") for line in lines) == len(ids)
+    duplicates = [line for line in lines if line["message"] == "duplicate request; result re-reported"]
+    assert [line["payment_link_id"] for line in duplicates] == [created[0]["event_id"]]
     by_id = {body["event_id"]: body for body in [*created, missing]}
     for payment_link_id, line in outcomes.items():
         assert (line["correlation_id"], line["account_id"]) == (

@@ -63,6 +63,8 @@ def test_every_command_has_help_with_the_exit_codes(command: list[str], capsys: 
         ["status", "--window", "soon"],
         ["replay", "--since", "yesterday-ish"],
         ["replay", "--reason", "bad"],
+        ["replay", "--event-id", "e", "--stale-after", "-1"],
+        ["replay", "--event-id", "e", "--stale-after", "15m"],
         ["publish", "--item", ":3"],
         ["replay"],
         ["replay", "--event-id", "e", "--account", "a"],
@@ -80,6 +82,11 @@ def test_bad_usage_exits_2_before_touching_anything(argv: list[str]) -> None:
     except SystemExit as exited:
         code = int(exited.code or 0)
     assert code == 2
+
+
+def test_replay_takes_running_sagas_unsaved_for_15_minutes_as_abandoned_unless_told_otherwise() -> None:
+    assert build_parser().parse_args(["replay", "--event-id", "e"]).stale_after == 900
+    assert build_parser().parse_args(["replay", "--event-id", "e", "--stale-after", "1800"]).stale_after == 1800
 
 
 def test_time_and_item_argument_types() -> None:

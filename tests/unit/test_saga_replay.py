@@ -12,7 +12,10 @@ from domain.events import PaymentLinkCreated, PaymentLinkFailed
 from domain.intake import parse_request
 from domain.keys import InvoiceKeys
 from domain.saga_record import SagaStatus
+from tests.fakes.faults import SimulatedCrash
 from tests.fakes.world import ACCOUNT, CONTACT, REQUEST_ID, World, make_request, request_document, run_like_worker
+
+STALE = timedelta(minutes=15)
 
 
 async def test_replay_after_give_up_resumes_with_the_same_keys_and_due_date() -> None:
@@ -75,6 +78,59 @@ async def test_replay_is_refused_unless_the_saga_failed(state: str) -> None:
             await world.saga().run(make_request())
     with pytest.raises(ReplayRefusedError):
         await world.saga().prepare_replay(REQUEST_ID)
+
+
+async def killed_replay(world: World) -> None:
+    """The stuck state as it happens: the worker gave up at the draft (Stripe down), then a replay
+    re-opened the saga and its process died after adding the first line item."""
+    world.billing.faults.add("create_draft_invoice", RetryableError(), times=None)
+    gave_up = await run_like_worker(world.saga(), make_request(), attempts=2)
+    assert isinstance(gave_up, PaymentLinkFailed) and gave_up.failed_step == "draft"
+    world.billing.faults.clear()
+    request = await world.saga().prepare_replay(REQUEST_ID)
+    world.store.crash_at_save(2, persisted=True)  # the draft, then the first item, then killed
+    with pytest.raises(SimulatedCrash):
+        await world.saga().run(request)
+    stuck = world.store.record(REQUEST_ID)
+    assert (stuck.status, stuck.attempt, stuck.items_added) == (SagaStatus.RUNNING, 2, 1)
+
+
+async def test_a_stale_running_saga_resumes_at_its_first_unfinished_step_with_the_same_keys() -> None:
+    world = World()
+    await killed_replay(world)
+    stuck, keys_before = world.store.record(REQUEST_ID), len(world.billing.keys_used)
+    world.clock.advance(STALE + timedelta(seconds=1))
+
+    request = await world.saga().prepare_replay(REQUEST_ID, running_stale_before=world.clock.now() - STALE)
+    reopened = world.store.record(REQUEST_ID)
+    assert (reopened.status, reopened.attempt, reopened.restarts) == (SagaStatus.RUNNING, 3, 0)
+    result = await world.saga().run(request)
+
+    assert isinstance(result, PaymentLinkCreated) and result.invoice_id == stuck.invoice_id
+    assert result.due_date == stuck.due_date and result.amount_due == 2 * 1500 + 5000
+    keys = InvoiceKeys(REQUEST_ID)
+    assert world.billing.keys_used[keys_before:] == [
+        ("add_invoice_item", keys.item(1)),
+        ("finalize_invoice", keys.finalise()),
+    ]
+    assert dict(world.billing.created) == {"customer": 1, "invoice": 1, "invoice_item": 2}  # nothing twice
+    assert world.outbox.ordered[-1] == result and world.store.record(REQUEST_ID).status is SagaStatus.CREATED
+
+
+@pytest.mark.parametrize("cutoff", ["none", "before the last save", "at the last save"])
+async def test_a_fresh_running_saga_is_still_refused(cutoff: str) -> None:
+    world = World()
+    await killed_replay(world)
+    stuck = world.store.record(REQUEST_ID)
+    world.clock.advance(STALE - timedelta(seconds=1))
+    stale_before = {
+        "none": None,
+        "before the last save": world.clock.now() - STALE,
+        "at the last save": stuck.updated_at,
+    }[cutoff]
+    with pytest.raises(ReplayRefusedError, match="running"):
+        await world.saga().prepare_replay(REQUEST_ID, running_stale_before=stale_before)
+    assert world.store.record(REQUEST_ID) == stuck
 
 
 async def test_find_replayable_filters_failed_sagas() -> None:
