@@ -91,7 +91,9 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             settings.stripe_timeout_s,
         )
         billing = StripeBilling(
-            stripe_client, AccountRateLimiter(settings.stripe_rate_limit_per_s), observe=_observe_stripe
+            stripe_client,
+            AccountRateLimiter(settings.stripe_rate_limit_per_s, settings.stripe_rate_burst),
+            observe=_observe_stripe,
         )
         shortener = HttpShortener(
             http,

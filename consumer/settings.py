@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     stripe_rate_limit_per_s: float = Field(
         100.0, gt=0, description="client-side request budget per connected account (Stripe live-mode limit)"
     )
+    stripe_rate_burst: int = Field(
+        10,
+        ge=1,
+        description="requests per connected account that may go at once after a quiet spell (never more than "
+        "the budget in any rolling second)",
+    )
     stripe_items_per_call: int = Field(
         250,
         ge=1,

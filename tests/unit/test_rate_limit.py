@@ -46,7 +46,7 @@ def test_sustained_rate_over_a_virtual_minute() -> None:
         if bucket.reserve("acct_a") == 0.0:
             sent += 1
         else:
-            bucket._accounts["acct_a"].tat -= bucket.interval  # not taken: give the slot back
+            bucket.give_back("acct_a")  # not taken
         time.now += 0.01
     assert sent == pytest.approx(60 * 25, abs=1)
 
@@ -160,3 +160,38 @@ def test_the_worker_backoff_waits_at_least_the_hint() -> None:
     assert _honouring_hints(lambda _: 0.1)(state) == 3.0
     state.set_exception((RetryableError, RetryableError(), None))
     assert _honouring_hints(lambda _: 0.1)(state) == 0.1
+
+
+def test_a_burst_goes_at_once_but_no_rolling_second_holds_more_than_the_rate() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=10, burst=5)
+    slots = []
+    for _ in range(40):  # a saturating stream: every request asks as soon as the previous one went
+        slots.append(time.now + bucket.reserve("acct_a"))
+        time.now = slots[-1]
+    assert slots[:5] == pytest.approx([1000.0] * 5)  # the burst: no spacing
+    busiest = max(sum(1 for t in slots if start <= t < start + 0.999) for start in slots)  # ms resolution
+    assert busiest == 10  # a bucket alone lets burst - 1 = 4 more into the first second
+    assert 3.0 < slots[-1] - slots[0] < 4.0  # sustained: the rate, 40 requests in four rolling seconds
+    gaps = [later - earlier for earlier, later in itertools.pairwise(slots[5:])]
+    assert min(gaps) == pytest.approx(0.1)  # after the first burst, no clump at a second's boundary
+
+
+def test_a_lone_sagas_calls_are_not_spaced_when_the_account_is_quiet() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=100, burst=10)
+    for _ in range(3):  # three sagas a second apart, five calls each, 2 ms between calls
+        delays = []
+        for _ in range(5):
+            delays.append(bucket.reserve("acct_a"))
+            time.now += 0.002
+        assert delays == [0.0] * 5
+        time.now += 1.0
+
+
+def test_a_given_back_slot_is_taken_by_the_next_waiter() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=2, burst=1)
+    assert [bucket.reserve("acct_a") for _ in range(3)] == pytest.approx([0.0, 0.5, 1.0])
+    bucket.give_back("acct_a")
+    assert bucket.reserve("acct_a") == pytest.approx(1.0)
