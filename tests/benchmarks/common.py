@@ -338,7 +338,6 @@ class CommitProbe:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-        self.samples: list[tuple[float, int]] = []
 
     async def __aenter__(self) -> CommitProbe:
         await self._admin.start()
@@ -350,33 +349,6 @@ class CommitProbe:
     async def committed(self) -> int:
         offsets = await self._admin.list_consumer_group_offsets(self._settings.consumer_group)
         return sum(max(0, meta.offset) for tp, meta in offsets.items() if tp.topic == self._settings.requests_topic)
-
-    async def wait_for(self, total: int, timeout_s: float, interval_s: float = 0.05) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            done = await self.committed()
-            self.samples.append((time.monotonic(), done))
-            if done >= total:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {done}/{total} requests committed after {timeout_s}s")
-            await asyncio.sleep(interval_s)
-
-    def rate_between(self, low: int, high: int) -> float:
-        """Completions per second between the moments ``low`` and ``high`` completions were reached."""
-        return (high - low) / (self.moment(high) - self.moment(low))
-
-    def moment(self, count: int) -> float:
-        """When ``count`` completions were reached (linear interpolation between samples)."""
-        previous = self.samples[0]
-        for sample in self.samples:
-            if sample[1] >= count:
-                if sample[1] == previous[1]:
-                    return sample[0]
-                share = (count - previous[1]) / (sample[1] - previous[1])
-                return previous[0] + share * (sample[0] - previous[0])
-            previous = sample
-        raise ValueError(f"{count} completions never reached")
 
 
 def percentile(values: list[float], share: float) -> float:
