@@ -8,6 +8,7 @@ import itertools
 import pytest
 
 from adapters.stripe.rate_limit import AccountRateLimiter
+from consumer.settings import Settings
 
 
 class VirtualTime:
@@ -179,7 +180,8 @@ def test_a_burst_goes_at_once_but_no_rolling_second_holds_more_than_the_rate() -
 
 def test_a_lone_sagas_calls_are_not_spaced_when_the_account_is_quiet() -> None:
     time = VirtualTime()
-    bucket = limiter(time, rate=100, burst=10)
+    defaults = Settings()  # what the worker gets unless configured otherwise
+    bucket = limiter(time, rate=defaults.stripe_rate_limit_per_s, burst=defaults.stripe_rate_burst)
     for _ in range(3):  # three sagas a second apart, five calls each, 2 ms between calls
         delays = []
         for _ in range(5):
