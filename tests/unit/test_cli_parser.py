@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.cli import amount_item, build_parser, duration, main, metadata_pair, moment, price_item
+from consumer.cli import build_parser, main
+from consumer.cli_values import amount_item, duration, metadata_pair, moment, price_item
 from domain.intake import parse_request
 
 COMMANDS = [
