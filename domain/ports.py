@@ -11,9 +11,8 @@ General rules for every adapter:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from domain.billing import DraftInvoice, FinalizedInvoice, InvoiceItem, InvoiceStatus, NewCustomer
@@ -161,17 +160,3 @@ class IdGenerator(Protocol):
     def new_id(self) -> str:
         """A new random UUID, canonical string form (ids of result events)."""
         ...
-
-
-class SystemClock:
-    """``Clock`` on the system's wall clock."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-class RandomIds:
-    """``IdGenerator`` of random (version 4) UUIDs."""
-
-    def new_id(self) -> str:
-        return str(uuid.uuid4())

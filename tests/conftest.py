@@ -30,7 +30,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 if TYPE_CHECKING:
-    from consumer.settings import Settings
+    from consumer.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 HINT = "start the local stack with `make services-up` (or set {var})"

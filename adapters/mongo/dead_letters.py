@@ -6,7 +6,6 @@ a crash) keeps one record and counts the attempt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,21 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from adapters.mongo.errors import store_errors
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    id: str
-    topic: str
-    partition: int
-    offset: int
-    raw: bytes
-    reason: str
-    message: str
-    event_id: str | None
-    account_id: str | None
-    first_failed_at: datetime
-    attempts: int
+from domain.stored import DeadLetter
 
 
 class MongoDeadLetters:

@@ -22,7 +22,6 @@ Clocks of the relays' hosts are assumed to agree within a small fraction of the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,14 +30,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from adapters.mongo.errors import store_errors
+from domain.stored import LeaseState
 
 TERMS_KEPT = 8
-
-
-@dataclass(frozen=True)
-class LeaseState:
-    owner: str
-    expires_at: datetime
 
 
 class MongoLease:

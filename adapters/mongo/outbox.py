@@ -19,7 +19,6 @@ relay of the version before the move) are skipped by the relay and purged like t
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -29,6 +28,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from adapters.mongo.errors import store_errors
 from domain.errors import RetryableError
+from domain.stored import OutboxEntry
 
 Document = dict[str, Any]
 SEQ_ATTEMPTS = 64
@@ -45,16 +45,6 @@ class ResultEvent(Protocol):
     @property
     def contact_id(self) -> str | None: ...
     def model_dump_json(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    event_id: str
-    seq: int
-    key: str | None
-    event_type: str
-    payload: bytes
-    created_at: datetime
 
 
 class MongoOutbox:

@@ -29,9 +29,9 @@ from pymongo import AsyncMongoClient
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from consumer.bootstrap import database_name  # noqa: E402
-from consumer.commands import create_topics  # noqa: E402
-from consumer.settings import Settings  # noqa: E402
+from consumer.cli.topics import create_topics  # noqa: E402
+from consumer.runtime.bootstrap import database_name  # noqa: E402
+from consumer.runtime.settings import Settings  # noqa: E402
 
 TIMEOUT_S = 60
 

@@ -27,8 +27,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo import DESCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
-from consumer.bootstrap import database_name
-from consumer.settings import Settings
+from consumer.runtime.bootstrap import database_name
+from consumer.runtime.settings import Settings
 
 # MongoDB operations per saga of the benchmark's request (a new customer), as the worker does them.
 OPERATIONS = {

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
-from consumer.settings import LOCAL_STRIPE_TEST_KEY, Settings
+from consumer.runtime.settings import LOCAL_STRIPE_TEST_KEY, Settings
 from tests.e2e.processes import environment
 
 ROOT = Path(__file__).resolve().parents[2]

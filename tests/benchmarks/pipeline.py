@@ -12,10 +12,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymongo import AsyncMongoClient
 
-from adapters.mongo.outbox import OutboxEntry
-from consumer.relay import headers_for
-from consumer.settings import Settings
+from consumer.runtime.relay import headers_for
+from consumer.runtime.settings import Settings
 from domain.saga_record import TIMESTAMP_FORMAT
+from domain.stored import OutboxEntry
 from tests.benchmarks.common import (
     Process,
     configure_stripe,

@@ -18,10 +18,11 @@ import pytest
 
 from adapters.stripe.billing import StripeBilling, make_stripe_client
 from adapters.stripe.rate_limit import AccountRateLimiter
-from consumer.settings import LOCAL_STRIPE_TEST_KEY
+from adapters.system import SystemClock
+from consumer.runtime.settings import LOCAL_STRIPE_TEST_KEY
 from domain.billing import DraftInvoice, FinalizedInvoice, InvoiceItem, NewCustomer, customer_search_query
 from domain.errors import PermanentError, Reason, RetryableError
-from domain.ports import Billing, SystemClock
+from domain.ports import Billing
 from tests.fakes.billing import FakeBilling
 
 

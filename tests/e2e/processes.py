@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from consumer.settings import Settings
+from consumer.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from consumer.settings import LOCAL_SHORTENER_TOKEN, LOCAL_STRIPE_TEST_KEY, Settings
+from consumer.runtime.settings import LOCAL_SHORTENER_TOKEN, LOCAL_STRIPE_TEST_KEY, Settings
 from tests.conftest import StackFactory
 from tests.e2e.processes import PaylinkProcess, logs_of, wait_until
 from tests.integration.harness import (

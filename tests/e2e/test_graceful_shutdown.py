@@ -11,7 +11,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
-from consumer.settings import Settings
+from consumer.runtime.settings import Settings
 from tests.conftest import StackFactory
 from tests.e2e.processes import PaylinkProcess, wait_until
 from tests.integration.harness import (

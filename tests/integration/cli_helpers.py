@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from consumer.settings import Settings
+from consumer.runtime.settings import Settings
 from tests.e2e.processes import ROOT, environment
 
 

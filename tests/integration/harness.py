@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo.asynchronous.database import AsyncDatabase
 
-from consumer.bootstrap import build_relay, build_worker, make_consumer, make_producer, open_components
-from consumer.settings import LOCAL_STRIPE_TEST_KEY, Settings
+from consumer.runtime.bootstrap import build_relay, build_worker, make_consumer, make_producer, open_components
+from consumer.runtime.settings import LOCAL_STRIPE_TEST_KEY, Settings
 
 STRIPE_HEADERS = {"Authorization": f"Bearer {LOCAL_STRIPE_TEST_KEY}"}
 

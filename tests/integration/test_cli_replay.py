@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from consumer.settings import Settings
+from consumer.runtime.settings import Settings
 from domain.saga_record import TIMESTAMP_FORMAT
 from tests.conftest import StackFactory
 from tests.e2e.processes import PaylinkProcess, wait_until

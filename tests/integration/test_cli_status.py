@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from consumer.settings import Settings
+from consumer.runtime.settings import Settings
 from tests.conftest import StackFactory
 from tests.e2e.processes import wait_until
 from tests.integration.cli_helpers import paylink

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
-from consumer.settings import Settings
+from consumer.runtime.settings import Settings
 from tests.conftest import StackFactory
 from tests.e2e.processes import PaylinkProcess, logs_of, wait_until
 from tests.integration.cli_helpers import free_port, stripe_fault

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from consumer.settings import Settings
+from consumer.runtime.settings import Settings
 from tests.conftest import StackFactory
 from tests.integration.harness import (
     ResultCollector,
@@ -170,7 +170,7 @@ async def test_shortener_down_falls_back_to_the_hosted_url(
 async def test_stripe_outage_ends_retryable_and_replay_creates_the_link(
     stack: Settings, mongo_client: AsyncMongoClient[dict[str, Any]], stripe_api_base: str
 ) -> None:
-    from consumer.commands import replay_requests
+    from consumer.cli.replay import replay_requests
 
     db = database(mongo_client, stack)
     tenant = await seed_tenant(db, stripe_api_base, {"ada": CONTACTS["ada"]})

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from consumer.settings import LOCAL_SHORTENER_TOKEN, LOCAL_STRIPE_TEST_KEY
+from consumer.runtime.settings import LOCAL_SHORTENER_TOKEN, LOCAL_STRIPE_TEST_KEY
 from tests.reliability.workload import Sent, World
 
 INVARIANTS = [

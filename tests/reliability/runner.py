@@ -36,7 +36,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from consumer.settings import Settings
+from consumer.runtime.settings import Settings
 from tests.e2e.processes import PaylinkProcess, logs_of
 from tests.integration.harness import settings_for, stripe_objects
 from tests.reliability.invariants import INVARIANTS, PLACE, Check, Observation, check_all

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from consumer.settings import LOCAL_STRIPE_TEST_KEY
+from consumer.runtime.settings import LOCAL_STRIPE_TEST_KEY
 from tests.reliability.invariants import Observation
 from tests.reliability.runner import Chaos, Scenario, ScenarioRun
 from tests.reliability.workload import Sent, World, hostile_fixed, hostile_random_bytes, hypothesis_messages

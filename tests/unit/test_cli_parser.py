@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from consumer.cli import build_parser, main
-from consumer.cli_values import amount_item, duration, metadata_pair, moment, price_item
+from consumer.cli.main import main
+from consumer.cli.parser import build_parser
+from consumer.cli.values import amount_item, duration, metadata_pair, moment, price_item
 from domain.intake import parse_request
 
 COMMANDS = [

@@ -1,7 +1,7 @@
 """Static checks of the deployment files: deploy/Dockerfile, deploy/compose.yaml, deploy/k8s/, .dockerignore.
 
 Nothing is built or started: the files are parsed and held to the contracts they share with the code.
-Settings names come from ``consumer.settings.Settings``, the CLI's subcommands from the list below, ports
+Settings names come from ``consumer.runtime.settings.Settings``, the CLI's subcommands from the list below, ports
 and probe paths from each process's ``--metrics-port`` argument.
 """
 
@@ -21,7 +21,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from consumer.settings import Settings
+from consumer.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -330,7 +330,7 @@ def test_every_paylink_variable_is_a_setting() -> None:
     paylink_vars = {var: where for var, where in used.items() if var.startswith("PAYLINK_")}
     assert paylink_vars, "no PAYLINK_ variable found at all: the parser is broken"
     unknown = {var: sorted(where) for var, where in paylink_vars.items() if var not in SETTINGS_ENV}
-    assert not unknown, f"not fields of consumer.settings.Settings: {unknown}"
+    assert not unknown, f"not fields of consumer.runtime.settings.Settings: {unknown}"
 
 
 def test_config_map_values_are_valid_settings() -> None:

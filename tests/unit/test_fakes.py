@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.system import RandomIds, SystemClock
 from domain.billing import DraftInvoice, NewCustomer
 from domain.errors import ConcurrentUpdateError, PermanentError, Reason
-from domain.ports import Billing, Clock, CrmDirectory, IdGenerator, Outbox, RandomIds, SagaStore, Shortener, SystemClock
+from domain.ports import Billing, Clock, CrmDirectory, IdGenerator, Outbox, SagaStore, Shortener
 from domain.saga_record import SagaRecord
 from tests.fakes.basics import FakeClock, FakeShortener, SequentialIds
 from tests.fakes.billing import FakeBilling

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumer import logs
+from consumer.runtime import logs
 
 SECRET_KEY = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 TOKEN = "tok-9f8e7d6c5b4a"

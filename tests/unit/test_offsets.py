@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.offsets import OffsetTracker
+from consumer.runtime.offsets import OffsetTracker
 
 
 def test_out_of_order_completion_waits_for_the_gap() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from consumer.processing import RequestHandler, RetryPolicy
+from consumer.app.requests import RequestHandler, RetryPolicy
 from tests.fakes.world import REQUEST_ID, World, request_document
 
 

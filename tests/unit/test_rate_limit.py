@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from adapters.stripe.rate_limit import AccountRateLimiter
-from consumer.settings import Settings
+from consumer.runtime.settings import Settings
 
 
 class VirtualTime:
@@ -153,14 +153,15 @@ def test_a_429_with_retry_after_carries_the_hint() -> None:
 def test_the_worker_backoff_waits_at_least_the_hint() -> None:
     from tenacity import RetryCallState
 
-    from consumer.processing import _honouring_hints
+    from consumer.app.retry import RetryPolicy
     from domain.errors import RetryableError
 
+    policy = RetryPolicy(attempts=3, initial_s=0.1, max_s=0.1)
     state = RetryCallState(None, None, (), {})
     state.set_exception((RetryableError, RetryableError(retry_after_s=3.0), None))
-    assert _honouring_hints(lambda _: 0.1)(state) == 3.0
+    assert policy.wait(state) == 3.0
     state.set_exception((RetryableError, RetryableError(), None))
-    assert _honouring_hints(lambda _: 0.1)(state) == 0.1
+    assert 0 <= policy.wait(state) <= 0.1
 
 
 def test_a_burst_goes_at_once_but_no_rolling_second_holds_more_than_the_rate() -> None:

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaConnectionError, LeaderNotAvailableError, UnknownTopicOrPartitionError
 
-from adapters.mongo.outbox import OutboxEntry
-from consumer import processes
-from consumer.processing import RequestHandler, RetryPolicy
-from consumer.relay import Relay, RelayOptions
+from consumer.app.requests import RequestHandler, RetryPolicy
+from consumer.runtime import processes
+from consumer.runtime.relay import Relay, RelayOptions
 from domain.errors import PermanentError
 from domain.intake import failure_for_unparseable, parse_request, recover_identity
+from domain.stored import OutboxEntry
 from tests.fakes.world import REQUEST_ID, request_document
 
 NOW = datetime(2030, 1, 15, 9, 30, tzinfo=UTC)

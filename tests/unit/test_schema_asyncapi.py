@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
-from adapters.mongo.outbox import OutboxEntry
-from consumer import relay
-from consumer.cli import main
-from consumer.schema import EXAMPLES, RESULT_HEADERS, asyncapi_document, default_asyncapi_yaml, to_yaml
-from consumer.settings import Settings
+from consumer.cli.main import main
+from consumer.cli.schema import EXAMPLES, RESULT_HEADERS, asyncapi_document, default_asyncapi_yaml, to_yaml
+from consumer.runtime import relay
+from consumer.runtime.settings import Settings
 from domain.events import PaymentLinkCreated, PaymentLinkFailed, event_json_schemas
 from domain.intake import parse_request
+from domain.stored import OutboxEntry
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "deploy" / "asyncapi.yaml"
@@ -37,7 +37,7 @@ def document() -> dict[str, Any]:
 
 def test_the_committed_document_is_the_generated_one() -> None:
     assert COMMITTED.read_text() == default_asyncapi_yaml(), (
-        "deploy/asyncapi.yaml is stale: regenerate it with `python -m consumer.schema > deploy/asyncapi.yaml`"
+        "deploy/asyncapi.yaml is stale: regenerate it with `python -m consumer.cli.schema > deploy/asyncapi.yaml`"
     )
 
 

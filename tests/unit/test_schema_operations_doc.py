@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from consumer import metrics
-from consumer.cli import build_parser
-from consumer.schema import EXAMPLES, settings_table
-from consumer.settings import Settings
+from consumer.cli.parser import build_parser
+from consumer.cli.schema import EXAMPLES, settings_table
+from consumer.runtime.settings import Settings
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
 

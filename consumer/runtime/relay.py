@@ -17,31 +17,18 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from adapters.mongo.outbox import OutboxEntry
 from consumer import metrics
+from consumer.ports import Lease, MessageProducer, OutboxReader
 from domain.errors import RetryableError
+from domain.stored import OutboxEntry
 
 log = logging.getLogger("paylink.relay")
 
 CE_SOURCE = "paylink"
-
-
-class OutboxReader(Protocol):
-    async def unpublished(self, limit: int) -> list[OutboxEntry]: ...
-    async def mark_published(self, entries: list[OutboxEntry]) -> None: ...
-    async def purge_published(self, older_than: timedelta) -> int: ...
-
-
-class Lease(Protocol):
-    owner: str
-
-    async def acquire(self) -> bool: ...
-    async def release(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +61,7 @@ def headers_for(entry: OutboxEntry) -> list[tuple[str, bytes]]:
 
 
 class Relay:
-    def __init__(self, outbox: OutboxReader, lease: Lease, producer: AIOKafkaProducer, options: RelayOptions) -> None:
+    def __init__(self, outbox: OutboxReader, lease: Lease, producer: MessageProducer, options: RelayOptions) -> None:
         self._outbox = outbox
         self._lease = lease
         self._producer = producer

@@ -1,7 +1,10 @@
 """The composition root: the one place that builds adapters from settings and wires them together.
 
-``open_components`` owns every client (MongoDB, httpx, Kafka) and closes them on exit. The worker and
-the relay are built from it; tests build them the same way, pointed at the local stack by settings.
+``open_components`` owns every client (MongoDB, httpx, Stripe's aiohttp session) and closes them on
+exit; the worker, the relay and ``paylink replay`` are built from it. ``open_stores`` gives the operator
+commands the stores alone, after a ping, failing fast. Only this module imports concrete adapters: the
+rest of ``consumer/`` sees them through ports (``domain.ports``, ``consumer.ports``). Tests reuse the
+builders here with fakes passed in (``build_worker(components, FakeConsumer())``).
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure
 from pymongo.uri_parser import parse_uri
 
 from adapters.mongo.crm import MongoCrmDirectory
@@ -30,25 +34,30 @@ from adapters.mongo.setup import ensure_indexes
 from adapters.shortener import HttpShortener
 from adapters.stripe.billing import StripeBilling, make_stripe_client, make_stripe_session
 from adapters.stripe.rate_limit import AccountRateLimiter
+from adapters.system import RandomIds, SystemClock
 from consumer import metrics
-from consumer.processing import RequestHandler, RetryPolicy
-from consumer.relay import Relay, RelayOptions
-from consumer.settings import Settings
-from consumer.worker import Worker, WorkerOptions
+from consumer.app.replay import Replayer
+from consumer.app.requests import RequestHandler
+from consumer.app.retry import RetryPolicy
+from consumer.ports import (
+    DeadLetterArchive,
+    Lease,
+    MessageConsumer,
+    MessageProducer,
+    OutboxReader,
+    SagaQueries,
+    Unreachable,
+)
+from consumer.runtime.relay import Relay, RelayOptions
+from consumer.runtime.settings import Settings
+from consumer.runtime.worker import Worker, WorkerOptions
+from domain.ports import Clock
 from domain.saga import PaymentLinkSaga
 
 Document = dict[str, Any]
 RELAY_LEASE = "outbox-relay"
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-class UuidGenerator:
-    def new_id(self) -> str:
-        return str(uuid.uuid4())
+CLOCK: Clock = SystemClock()  # the one clock of the processes
+CLI_TIMEOUT_S = 5.0  # how long a command waits for MongoDB before it reports it unreachable
 
 
 @dataclass
@@ -59,9 +68,19 @@ class Components:
     crm_database: AsyncDatabase[Document]
     http: httpx.AsyncClient
     saga: PaymentLinkSaga
-    sagas: MongoSagaStore
-    outbox: MongoOutbox
-    dead_letters: MongoDeadLetters
+    sagas: SagaQueries
+    outbox: OutboxReader
+    dead_letters: DeadLetterArchive
+
+
+@dataclass
+class Stores:
+    """paylink's stores, for the operator commands."""
+
+    sagas: SagaQueries
+    outbox: OutboxReader
+    dead_letters: DeadLetterArchive
+    relay_lease: Lease
 
 
 def database_name(uri: str) -> str:
@@ -107,8 +126,8 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             shortener=shortener,
             store=sagas,
             outbox=outbox,
-            clock=SystemClock(),
-            ids=UuidGenerator(),
+            clock=CLOCK,
+            ids=RandomIds(),
             items_per_call=settings.stripe_items_per_call,
         )
         yield Components(settings, mongo, database, crm_database, http, saga, sagas, outbox, MongoDeadLetters(database))
@@ -142,13 +161,17 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-def build_worker(components: Components, consumer: AIOKafkaConsumer) -> Worker:
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(settings.retry_attempts, settings.retry_initial_s, settings.retry_max_s)
+
+
+def build_replayer(components: Components) -> Replayer:
+    return Replayer(components.saga, components.sagas, retry_policy(components.settings), CLOCK)
+
+
+def build_worker(components: Components, consumer: MessageConsumer) -> Worker:
     settings = components.settings
-    handler = RequestHandler(
-        components.saga,
-        components.dead_letters,
-        RetryPolicy(settings.retry_attempts, settings.retry_initial_s, settings.retry_max_s),
-    )
+    handler = RequestHandler(components.saga, components.dead_letters, retry_policy(settings))
     options = WorkerOptions(
         topic=settings.requests_topic,
         max_in_flight=settings.max_in_flight,
@@ -161,9 +184,13 @@ def relay_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def build_relay(components: Components, producer: AIOKafkaProducer) -> Relay:
+def relay_lease(database: AsyncDatabase[Document], owner: str, length: timedelta) -> Lease:
+    return MongoLease(database, RELAY_LEASE, owner, length)
+
+
+def build_relay(components: Components, producer: MessageProducer) -> Relay:
     settings = components.settings
-    lease = MongoLease(components.database, RELAY_LEASE, relay_owner(), timedelta(seconds=settings.relay_lease_s))
+    lease = relay_lease(components.database, relay_owner(), timedelta(seconds=settings.relay_lease_s))
     options = RelayOptions(
         topic=settings.results_topic,
         lease_length_s=settings.relay_lease_s,
@@ -173,3 +200,36 @@ def build_relay(components: Components, producer: AIOKafkaProducer) -> Relay:
         purge_interval_s=settings.outbox_purge_interval_s,
     )
     return Relay(components.outbox, lease, producer, options)
+
+
+def with_timeout(uri: str, timeout_s: float = CLI_TIMEOUT_S) -> str:
+    """``uri`` with a short server selection timeout, unless it sets one: commands fail fast."""
+    if "serverselectiontimeoutms" in uri.lower():
+        return uri
+    option = f"serverSelectionTimeoutMS={int(timeout_s * 1000)}"
+    if "?" in uri:
+        return f"{uri}&{option}"
+    scheme, _, rest = uri.partition("://")
+    return f"{uri}?{option}" if "/" in rest else f"{scheme}://{rest}/?{option}"
+
+
+@contextlib.asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+    """paylink's stores, after a ping; ``Unreachable`` when MongoDB does not answer within ``CLI_TIMEOUT_S``."""
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=int(CLI_TIMEOUT_S * 1000)
+    )
+    try:
+        try:
+            await client.admin.command("ping")
+        except ConnectionFailure as error:
+            raise Unreachable(f"MongoDB (PAYLINK_MONGODB_URI) did not answer: {type(error).__name__}") from None
+        database = client[database_name(settings.mongodb_uri)]
+        yield Stores(
+            MongoSagaStore(database),
+            MongoOutbox(database),
+            MongoDeadLetters(database),
+            relay_lease(database, "paylink-status", timedelta(seconds=1)),
+        )
+    finally:
+        await client.close()

@@ -24,11 +24,19 @@ from typing import Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from consumer import logs, metrics
-from consumer.bootstrap import Components, build_relay, build_worker, make_consumer, make_producer, open_components
-from consumer.health import HealthServer, ReadinessCheck
-from consumer.relay import Relay
-from consumer.settings import Settings
+from consumer import metrics
+from consumer.runtime import logs
+from consumer.runtime.bootstrap import (
+    Components,
+    build_relay,
+    build_worker,
+    make_consumer,
+    make_producer,
+    open_components,
+)
+from consumer.runtime.health import HealthServer, ReadinessCheck
+from consumer.runtime.relay import Relay
+from consumer.runtime.settings import Settings
 
 log = logging.getLogger("paylink")
 SAMPLE_INTERVAL_S = 1.0  # gauges read from Kafka/MongoDB (lag, backlog) are refreshed this often

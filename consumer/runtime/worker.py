@@ -17,27 +17,14 @@ import logging
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from consumer.offsets import OffsetTracker
+from consumer.ports import ConsumedMessage, Job, MessageConsumer, MessageHandler
+from consumer.runtime.offsets import OffsetTracker
 
 log = logging.getLogger("paylink.worker")
-
-
-class Job(Protocol):
-    @property
-    def serial_key(self) -> Hashable | None: ...
-
-
-class MessageHandler(Protocol):
-    def prepare(self, record: Any) -> Job:
-        """Decodes a record cheaply; never raises (bad input becomes a job that dead-letters)."""
-
-    async def handle(self, job: Any) -> None:
-        """Returns once the job's outcome is durable; raises only when cancelled."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +48,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Worker:
-    def __init__(self, consumer: AIOKafkaConsumer, handler: MessageHandler, options: WorkerOptions) -> None:
+    def __init__(self, consumer: MessageConsumer, handler: MessageHandler, options: WorkerOptions) -> None:
         self._consumer = consumer
         self._handler = handler
         self._options = options
@@ -114,7 +101,7 @@ class Worker:
             for record in records:
                 self._start(partition, record)
 
-    def _start(self, partition: TopicPartition, record: Any) -> None:
+    def _start(self, partition: TopicPartition, record: ConsumedMessage) -> None:
         job = self._handler.prepare(record)
         previous = self._tails.get(job.serial_key) if job.serial_key is not None else None
         self._offsets.started(partition, record.offset)

@@ -19,10 +19,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from consumer.settings import Settings
+from consumer.runtime.settings import Settings
+from domain.events import event_json_schemas
 
 BINDING_VERSION = "0.5.0"
-CE_SOURCE = "paylink"  # equals consumer.relay.CE_SOURCE (tested)
+CE_SOURCE = "paylink"  # equals consumer.runtime.relay.CE_SOURCE (tested)
 RESULT_HEADERS = ("ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time", "content-type")
 
 _REQUEST_ID = "4f9c2a77-0a55-4b8e-9a44-2a61f1c0b1d3"
@@ -128,8 +129,6 @@ def _headers(event_type: str) -> dict[str, Any]:
 
 
 def asyncapi_document(settings: Settings) -> dict[str, Any]:
-    from domain.events import event_json_schemas
-
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     for name, schema in event_json_schemas().items():
@@ -306,8 +305,6 @@ def default_asyncapi_yaml() -> str:
 
 
 def schema_command(args: argparse.Namespace, settings: Settings) -> int:
-    from domain.events import event_json_schemas
-
     if args.asyncapi:
         print(asyncapi_yaml(settings), end="")
     elif args.settings:
@@ -317,5 +314,5 @@ def schema_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m consumer.schema > deploy/asyncapi.yaml
+if __name__ == "__main__":  # python -m consumer.cli.schema > deploy/asyncapi.yaml
     print(default_asyncapi_yaml(), end="")

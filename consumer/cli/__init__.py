@@ -1,0 +1,1 @@
+"""The ``paylink`` command line: parser, one module per command group, shared output helpers."""

@@ -1,0 +1,186 @@
+"""The ports the processes and commands use, beyond the domain's own (``domain.ports``).
+
+Each is a ``typing.Protocol``: the composition root (``consumer.runtime.bootstrap``) passes MongoDB or
+aiokafka implementations, the tests pass in-memory fakes. Nothing here imports a vendor library, so
+the use cases (``consumer.app``) and the worker/relay loops can be exercised without Kafka or MongoDB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from domain.saga_record import SagaRecord
+from domain.stored import DeadLetter, LeaseState, OutboxEntry
+
+
+class Unreachable(Exception):
+    """A dependency (Kafka, MongoDB) did not answer in time: commands exit with "unreachable" (3)."""
+
+
+class ConsumedMessage(Protocol):
+    """One record as a Kafka consumer hands it over (aiokafka's ``ConsumerRecord`` is one)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class RebalanceListener(Protocol):
+    async def on_partitions_revoked(self, revoked: Any) -> None: ...
+    async def on_partitions_assigned(self, assigned: Any) -> None: ...
+
+
+class MessageConsumer(Protocol):
+    """The consumer-group client the worker drives (a subset of ``AIOKafkaConsumer``).
+
+    Guarantees the worker relies on: ``getmany`` returns records of assigned, unpaused partitions in
+    offset order per partition; the listener's ``on_partitions_revoked`` is awaited before a partition
+    moves to another member; ``commit`` stores exactly the offsets given (the next offset to read).
+    """
+
+    def subscribe(self, topics: list[str], listener: Any) -> None: ...
+    def assignment(self) -> set[Any]: ...
+    def paused(self) -> set[Any]: ...
+    def pause(self, *partitions: Any) -> None: ...
+    def resume(self, *partitions: Any) -> None: ...
+    async def getmany(self, *partitions: Any, timeout_ms: int = 0, max_records: int | None = None) -> Any: ...
+    async def commit(self, offsets: Any = None) -> None: ...
+
+
+class MessageProducer(Protocol):
+    """The producer the relay sends with (a subset of ``AIOKafkaProducer``): ``send`` returns once the
+    record is queued, with an awaitable that settles when the broker acknowledged it (or failed)."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Any = None,
+    ) -> Any: ...
+
+
+class DeadLetterSink(Protocol):
+    async def record(
+        self,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        raw: bytes,
+        reason: str,
+        message: str,
+        event_id: str | None = None,
+        account_id: str | None = None,
+    ) -> str:
+        """Stores the raw message under ``topic:partition:offset`` (a repeat counts an attempt, keeps the
+        first record); returns its id. ``RetryableError`` when the store is unavailable."""
+        ...
+
+
+class DeadLetterArchive(DeadLetterSink, Protocol):
+    """Dead letters for operators: read, list newest first, purge by filters."""
+
+    async def get(self, letter_id: str) -> DeadLetter | None: ...
+    async def find(
+        self,
+        *,
+        reason: str | None = None,
+        account_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[DeadLetter]: ...
+    async def purge(
+        self,
+        *,
+        reason: str | None = None,
+        account_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int: ...
+
+
+class OutboxReader(Protocol):
+    """The relay's side of the outbox."""
+
+    async def unpublished(self, limit: int) -> list[OutboxEntry]:
+        """The oldest entries not yet marked published, in insertion order."""
+        ...
+
+    async def mark_published(self, entries: list[OutboxEntry]) -> None:
+        """Marks ``entries`` published; marking one twice is harmless."""
+        ...
+
+    async def purge_published(self, older_than: timedelta) -> int:
+        """Deletes entries published more than ``older_than`` ago; returns how many."""
+        ...
+
+    async def backlog(self) -> tuple[int, datetime | None]:
+        """How many entries wait, and when the oldest was appended."""
+        ...
+
+
+class Lease(Protocol):
+    """A named lease: at most one owner holds it at a time, until it expires unless renewed."""
+
+    owner: str
+
+    async def acquire(self) -> bool:
+        """Takes or renews the lease for ``owner``; True when held now."""
+        ...
+
+    async def release(self) -> None:
+        """Gives the lease up at once, so a standby can take over."""
+        ...
+
+    async def current(self) -> LeaseState | None:
+        """The lease's holder and expiry (None if never held)."""
+        ...
+
+
+class SagaQueries(Protocol):
+    """Reads of stored sagas for replay and status (writes go through ``domain.ports.SagaStore``)."""
+
+    async def load(self, payment_link_id: str) -> SagaRecord | None: ...
+    async def find_replayable(
+        self,
+        *,
+        reason: str | None = None,
+        account_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[SagaRecord]:
+        """Failed sagas (oldest update first) matching the filters."""
+        ...
+
+    async def count_by_status(self, since: datetime | None = None) -> dict[str, int]: ...
+
+
+class Job(Protocol):
+    """A prepared message: messages with the same ``serial_key`` are handled one after the other."""
+
+    @property
+    def serial_key(self) -> Hashable | None: ...
+
+
+class MessageHandler(Protocol):
+    def prepare(self, record: ConsumedMessage) -> Job:
+        """Decodes a record cheaply; never raises (bad input becomes a job that dead-letters)."""
+        ...
+
+    async def handle(self, job: Any) -> None:
+        """Returns once the job's outcome is durable; raises only when cancelled."""
+        ...

@@ -1,0 +1,1 @@
+"""The long-running processes: settings, composition root, worker, relay, health, metrics, logs."""

@@ -1,0 +1,46 @@
+"""What the stores hand back to the processes: outbox entries, dead letters, the relay lease's state.
+
+Plain values, so that the relay, the CLI and the fakes can use them without knowing the store behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A result event waiting for the relay; ``seq`` orders entries by insertion."""
+
+    event_id: str
+    seq: int
+    key: str | None
+    event_type: str
+    payload: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that could not be processed, with where it came from and why."""
+
+    id: str
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes
+    reason: str
+    message: str
+    event_id: str | None
+    account_id: str | None
+    first_failed_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """Who holds (or last held) a lease, and until when."""
+
+    owner: str
+    expires_at: datetime
