@@ -85,7 +85,7 @@ class RequestHandler:
                     "could not record the outcome; retrying the message",
                     extra={**_identity(job), "error": error.message, "retry_in_s": round(delay, 3)},
                 )
-                await asyncio.sleep(delay)
+                await self._policy.sleep(delay)
             except Exception as error:
                 if bug is not None:
                     raise  # even the dead letter cannot be written: nothing durable is possible

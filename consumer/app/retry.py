@@ -13,10 +13,11 @@ stops (the worker recording an outcome while MongoDB is down).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -35,6 +36,8 @@ class RetryPolicy:
     attempts: int = 6
     initial_s: float = 0.2
     max_s: float = 5.0
+    # How waiting is done: tests pass a recorder to see every wait without spending it.
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, compare=False, repr=False)
 
     async def run(self, operation: Callable[[], Awaitable[T]], context: Mapping[str, object]) -> T:
         """``operation()``, retried on ``RetryableError`` up to ``attempts`` times in all; ``context``
@@ -44,6 +47,7 @@ class RetryPolicy:
             stop=stop_after_attempt(self.attempts),
             wait=self.wait,
             before_sleep=lambda state: _log_retry(context, state),
+            sleep=self.sleep,
             reraise=True,
         )
         async for attempt in retrying:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from consumer.app.requests import RequestHandler, RetryPolicy
+from consumer.app.requests import RequestHandler
+from consumer.app.retry import RetryPolicy
 from tests.fakes.world import REQUEST_ID, World, request_document
 
 

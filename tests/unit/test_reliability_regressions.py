@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaConnectionError, LeaderNotAvailableError, UnknownTopicOrPartitionError
 
-from consumer.app.requests import RequestHandler, RetryPolicy
+from consumer.app.requests import RequestHandler
+from consumer.app.retry import RetryPolicy
 from consumer.runtime import processes
 from consumer.runtime.relay import Relay, RelayOptions
 from domain.errors import PermanentError
