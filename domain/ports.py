@@ -18,6 +18,8 @@ from typing import Protocol
 from domain.billing import DraftInvoice, FinalizedInvoice, InvoiceItem, InvoiceStatus, NewCustomer
 from domain.crm import Contact
 from domain.events import PaymentLinkCreated, PaymentLinkFailed
+from domain.lifecycle import LifecycleRecord
+from domain.lifecycle_events import LifecycleEvent
 from domain.saga_record import SagaRecord
 
 
@@ -143,8 +145,11 @@ class SagaStore(Protocol):
         ...
 
 
+OutputEvent = PaymentLinkCreated | PaymentLinkFailed | LifecycleEvent
+
+
 class Outbox(Protocol):
-    async def append(self, event: PaymentLinkCreated | PaymentLinkFailed) -> None:
+    async def append(self, event: OutputEvent) -> None:
         """Stores ``event`` for the relay, once per ``event.event_id`` (a repeat is a no-op). The Kafka
         key is ``event.contact_id`` (None only for unparseable input). ``RetryableError`` on faults."""
         ...
@@ -159,4 +164,21 @@ class Clock(Protocol):
 class IdGenerator(Protocol):
     def new_id(self) -> str:
         """A new random UUID, canonical string form (ids of result events)."""
+        ...
+
+
+class LifecycleStore(Protocol):
+    """Links' lifecycle records, keyed by ``payment_link_id``, with optimistic concurrency on ``version``."""
+
+    async def create_if_absent(self, record: LifecycleRecord) -> LifecycleRecord:
+        """Inserts ``record`` unless one exists for its link; returns the stored one (the first wins)."""
+        ...
+
+    async def load(self, payment_link_id: str) -> LifecycleRecord | None:
+        """The record, or None when the link has none yet."""
+        ...
+
+    async def save(self, record: LifecycleRecord) -> LifecycleRecord:
+        """Replaces the stored record if its version still equals ``record.version``; returns it with
+        ``version + 1``. ``ConcurrentUpdateError`` when the stored version differs or it is missing."""
         ...

@@ -1,0 +1,240 @@
+"""A payment link's lifecycle after ``PaymentLinkCreated``: its state, the rules that move it, its story.
+
+A link is ``open`` once created; ``paid`` and ``void`` are final; ``uncollectible`` can still become
+``paid`` or ``void``; ``overdue`` is a flag on an open or uncollectible link, raised at most once; each
+failed payment attempt is noticed once (by Stripe's ``attempt_count``). Nothing moves a link backwards:
+Stripe does not promise event order, so a late ``invoice.marked_uncollectible`` after ``invoice.paid``
+changes nothing.
+
+``LifecycleRecord`` is stored beside the saga (one per link, created on the first observation). Its
+``history`` keeps, for each transition, the event it produced, who noticed it and the Stripe event id
+that moved it (for ``paylink show``); ``appended`` says whether that event is in the outbox yet.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.lifecycle_events import (
+    LifecycleEvent,
+    PaymentLinkOverdue,
+    PaymentLinkPaid,
+    PaymentLinkPaymentFailed,
+    PaymentLinkUncollectible,
+    PaymentLinkVoided,
+    Source,
+    Transition,
+    lifecycle_event_id,
+)
+
+HISTORY_KEPT = 50  # transitions kept per link: a link has at most 4 besides its failed payment attempts
+STRIPE_EVENTS_KEPT = 200  # Stripe event ids remembered per link, to answer a redelivery at once
+
+
+class LinkStatus(StrEnum):
+    OPEN = "open"
+    UNCOLLECTIBLE = "uncollectible"
+    PAID = "paid"
+    VOID = "void"
+
+
+FINAL_STATUSES = frozenset({LinkStatus.PAID, LinkStatus.VOID})
+
+
+class InvoiceSnapshot(BaseModel):
+    """What paylink needs to know of a Stripe invoice, as a webhook payload or a retrieve shows it."""
+
+    model_config = ConfigDict(frozen=True)
+    invoice_id: str
+    status: str = Field(description="Stripe's: draft, open, paid, void or uncollectible")
+    payment_link_id: str | None = Field(None, description="from the invoice's metadata")
+    amount_paid: int = 0
+    amount_remaining: int = 0
+    currency: str = ""
+    due_date: date | None = None
+    paid_at: datetime | None = None
+    voided_at: datetime | None = None
+    marked_uncollectible_at: datetime | None = None
+    paid_out_of_band: bool = False
+    attempt_count: int = 0
+    failure_message: str | None = Field(None, description="the last payment error's message, no card data")
+
+
+class Observation(BaseModel):
+    """One sighting of an invoice: a Stripe event, a reconcile read, the overdue scan, a cancel."""
+
+    model_config = ConfigDict(frozen=True)
+    snapshot: InvoiceSnapshot
+    stripe_account: str = Field(description="the connected account the invoice is on (event.account)")
+    source: Source
+    occurred_at: datetime = Field(description="when it happened, as Stripe says (event.created)")
+    stripe_event_id: str | None = None
+    stripe_event_type: str | None = None
+    cancel_request_id: str | None = None
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    transition: Transition
+    source: Source
+    at: datetime = Field(description="when paylink recorded it")
+    stripe_event_id: str | None = None
+    event: dict[str, Any] = Field(description="the lifecycle event, JSON form")
+    appended: bool = Field(False, description="the event is in the outbox")
+
+
+class LifecycleRecord(BaseModel):
+    """A link's lifecycle, one document per ``payment_link_id``; ``version`` is the store's."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    payment_link_id: str
+    account_id: str
+    contact_id: str
+    stripe_account: str
+    invoice_id: str
+    correlation_id: str | None = None
+    due_date: date | None = None
+    status: LinkStatus = LinkStatus.OPEN
+    overdue: bool = False
+    payment_failures: int = Field(0, description="the highest failed attempt_count noticed")
+    history: list[HistoryEntry] = Field(default_factory=list)
+    stripe_event_ids: list[str] = Field(default_factory=list, description="Stripe events already applied")
+    version: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def unappended(self) -> list[HistoryEntry]:
+        return [entry for entry in self.history if not entry.appended]
+
+    def has_seen(self, stripe_event_id: str | None) -> bool:
+        return stripe_event_id is not None and stripe_event_id in self.stripe_event_ids
+
+    def with_transitions(self, observation: Observation, now: datetime) -> LifecycleRecord:
+        """The record after ``observation``: new history entries (not yet appended) and the new state."""
+        transitions = decide(self, observation, now)
+        entries = [_entry(self, observation, transition, now) for transition in transitions]
+        seen = self.stripe_event_ids + ([observation.stripe_event_id] if observation.stripe_event_id else [])
+        return LifecycleRecord.model_validate(
+            {
+                **self.model_dump(),
+                "status": _status_after(self.status, transitions),
+                "overdue": self.overdue or Transition.OVERDUE in transitions,
+                "payment_failures": max(self.payment_failures, _failed_attempt(observation, transitions)),
+                "history": [*self.history, *entries][-HISTORY_KEPT:],
+                "stripe_event_ids": seen[-STRIPE_EVENTS_KEPT:],
+                "updated_at": now,
+            }
+        )
+
+    def with_appended(self, event_ids: set[str], now: datetime) -> LifecycleRecord:
+        """The record with the history entries of ``event_ids`` marked as in the outbox."""
+        history = [
+            entry.model_copy(update={"appended": True}) if entry.event["event_id"] in event_ids else entry
+            for entry in self.history
+        ]
+        return LifecycleRecord.model_validate({**self.model_dump(), "history": history, "updated_at": now})
+
+
+def decide(record: LifecycleRecord, observation: Observation, now: datetime) -> list[Transition]:
+    """The transitions ``observation`` shows that ``record`` has not made yet, in the order they happen."""
+    if record.is_final:
+        return []
+    invoice, transitions = observation.snapshot, []
+    payable = invoice.status in ("open", "uncollectible")
+    if (
+        payable
+        and observation.stripe_event_type == "invoice.payment_failed"
+        and invoice.attempt_count > record.payment_failures
+    ):
+        transitions.append(Transition.PAYMENT_FAILED)
+    if invoice.status == "uncollectible" and record.status is LinkStatus.OPEN:
+        transitions.append(Transition.UNCOLLECTIBLE)
+    due = invoice.due_date or record.due_date
+    if payable and not record.overdue and due is not None and due < now.astimezone(UTC).date():
+        transitions.append(Transition.OVERDUE)
+    if invoice.status == "paid":
+        transitions.append(Transition.PAID)
+    elif invoice.status == "void":
+        transitions.append(Transition.VOIDED)
+    return transitions
+
+
+def _status_after(status: LinkStatus, transitions: list[Transition]) -> LinkStatus:
+    for transition in transitions:
+        if transition is Transition.PAID:
+            status = LinkStatus.PAID
+        elif transition is Transition.VOIDED:
+            status = LinkStatus.VOID
+        elif transition is Transition.UNCOLLECTIBLE:
+            status = LinkStatus.UNCOLLECTIBLE
+    return status
+
+
+def _failed_attempt(observation: Observation, transitions: list[Transition]) -> int:
+    return observation.snapshot.attempt_count if Transition.PAYMENT_FAILED in transitions else 0
+
+
+def _entry(record: LifecycleRecord, observation: Observation, transition: Transition, now: datetime) -> HistoryEntry:
+    event = lifecycle_event(record, observation, transition, now)
+    return HistoryEntry(
+        transition=transition,
+        source=observation.source,
+        at=now,
+        stripe_event_id=observation.stripe_event_id,
+        event=event.model_dump(mode="json"),
+    )
+
+
+def lifecycle_event(
+    record: LifecycleRecord, observation: Observation, transition: Transition, now: datetime
+) -> LifecycleEvent:
+    """The event of ``transition``; its id depends only on the link and the transition (and attempt)."""
+    invoice = observation.snapshot
+    attempt = invoice.attempt_count if transition is Transition.PAYMENT_FAILED else None
+    common: dict[str, Any] = {
+        "event_id": lifecycle_event_id(record.payment_link_id, transition, attempt),
+        "payment_link_id": record.payment_link_id,
+        "correlation_id": record.correlation_id,
+        "account_id": record.account_id,
+        "contact_id": record.contact_id,
+        "stripe_account": record.stripe_account,
+        "invoice_id": record.invoice_id,
+        "source": observation.source,
+    }
+    if transition is Transition.PAID:
+        paid_at = invoice.paid_at or observation.occurred_at
+        return PaymentLinkPaid(
+            **common,
+            occurred_at=paid_at,
+            amount_paid=invoice.amount_paid,
+            currency=invoice.currency,
+            paid_at=paid_at,
+            paid_out_of_band=invoice.paid_out_of_band,
+        )
+    if transition is Transition.VOIDED:
+        voided_at = invoice.voided_at or observation.occurred_at
+        return PaymentLinkVoided(
+            **common, occurred_at=voided_at, voided_at=voided_at, cancel_request_id=observation.cancel_request_id
+        )
+    if transition is Transition.UNCOLLECTIBLE:
+        moment = invoice.marked_uncollectible_at or observation.occurred_at
+        return PaymentLinkUncollectible(**common, occurred_at=moment, amount_remaining=invoice.amount_remaining)
+    if transition is Transition.OVERDUE:
+        due = invoice.due_date or record.due_date
+        assert due is not None, "decide() raises overdue only with a due date"
+        return PaymentLinkOverdue(**common, occurred_at=now, due_date=due, amount_remaining=invoice.amount_remaining)
+    return PaymentLinkPaymentFailed(
+        **common,
+        occurred_at=observation.occurred_at,
+        attempt_count=invoice.attempt_count,
+        failure_message=invoice.failure_message,
+    )
