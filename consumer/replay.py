@@ -6,8 +6,9 @@ retryably again (``PaymentLinkFailed(retryable=true)``, replayable later). The r
 result. Sagas that are unknown, still running or already created are skipped, never re-run.
 Targets are fixed before the first replay, so a saga that fails again is not picked up twice.
 
-A running saga not saved for ``stale_after`` is abandoned, not running: a replay killed between
-``prepare_replay`` and the end of ``run`` leaves it so, and its Kafka message was committed long ago.
+A running (or compensating) saga not saved for ``stale_after`` is abandoned, not running: a replay
+killed between ``prepare_replay`` and the end of ``run`` leaves it so, and its Kafka message was
+committed long ago.
 Named by ``--event-id`` it resumes like a retryable failure (same keys). The filters do not select
 such sagas (``find_replayable`` returns failed ones only): taking one over is an explicit act.
 """
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from consumer.commands import EXIT_FAILED, EXIT_OK, Progress, print_table, with_timeout
 from consumer.settings import Settings
-from domain.saga_record import SagaRecord, SagaStatus
+from domain.saga_record import IN_FLIGHT_STATUSES, SagaRecord, SagaStatus
 
 if TYPE_CHECKING:
     from adapters.mongo.saga_store import MongoSagaStore
@@ -84,7 +85,7 @@ class ReplayTarget:
         record, cutoff = self.record, self.stale_before
         return (
             record is not None
-            and record.status is SagaStatus.RUNNING
+            and record.status in IN_FLIGHT_STATUSES
             and cutoff is not None
             and record.updated_at < cutoff
         )
@@ -163,7 +164,7 @@ async def replay_one(components: Components, target: ReplayTarget, tally: Replay
         tally.not_found += 1
         return "not found"
     if target.record.status is SagaStatus.CREATED or (
-        target.record.status is SagaStatus.RUNNING and not target.abandoned
+        target.record.status in IN_FLIGHT_STATUSES and not target.abandoned
     ):
         succeeded = target.record.status is SagaStatus.CREATED
         tally.already_succeeded += succeeded
