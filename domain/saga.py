@@ -216,7 +216,7 @@ class PaymentLinkSaga:
             "saga failed permanently",
             extra={**_context(run.record), "reason": str(error.reason), "step": str(run.current_step)},
         )
-        if run.record.invoice_id is None:
+        if not run.to_undo():
             return await self._finish(run, SagaStatus.FAILED, failure)
         # Record the debt first: if compensation is interrupted, the next run resumes it.
         await run.save(run.record.compensating(failure, self._clock.now()))

@@ -70,7 +70,7 @@ class SagaFailure(BaseModel):
 
     def undone(self, compensated: bool) -> SagaFailure:
         """The failure after its compensation ran: ``compensated`` says whether there was anything to undo."""
-        return SagaFailure.model_validate({**dict(self), "compensated": compensated, "compensation_error": None})
+        return SagaFailure.model_validate({**dict(self), "compensated": compensated})
 
     def undo_failed(self, problem: str) -> SagaFailure:
         """The failure after its compensation failed: not compensated, ``problem`` says why."""

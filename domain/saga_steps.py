@@ -70,9 +70,13 @@ class SagaRun:
                 await step.do(self)
                 assert self.record.version > saved, f"step {step.name} saved no progress"
 
+    def to_undo(self) -> list[SagaStep]:
+        """The done steps that have an ``undo``, last step first (empty: nothing to compensate)."""
+        return [step for step in reversed(STEPS) if step.undo is not None and step.done(self.record)]
+
     async def compensate(self) -> bool:
         """The ``undo`` of every done step, last step first. True when there was anything to undo."""
-        undone = [step for step in reversed(STEPS) if step.undo is not None and step.done(self.record)]
+        undone = self.to_undo()
         for step in undone:
             assert step.undo is not None
             await step.undo(self)

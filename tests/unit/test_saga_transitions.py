@@ -195,7 +195,7 @@ def test_failure_transitions() -> None:
     broken = PERMANENT.undo_failed("void failed: 500")
     assert (broken.compensated, broken.compensation_error) == (False, "void failed: 500")
     assert broken.undo_retried() == PERMANENT
-    assert broken.undone(True) == PERMANENT.model_copy(update={"compensated": True})
+    assert broken.undo_retried().undone(False) == PERMANENT
 
 
 # --- replay -----------------------------------------------------------------------------------------------------
