@@ -13,7 +13,7 @@ Status machine::
                │      with no invoice to undo
                ▼ a step fails permanently
           compensating ─── invoice undone ─────▶ failed               (terminal, compensated)
-               └────────── undo fails ─────────▶ compensation_failed  (terminal until replayed)
+               └── undo fails, or give_up ─────▶ compensation_failed  (terminal until replayed)
 
     reopened_for_replay:  failed (retryable)    ─▶ running       same keys, resumes
                           failed (permanent)    ─▶ running       started_over: new keys (restarts + 1)
@@ -27,7 +27,9 @@ new record built through pydantic validation: a wrong value fails at the transit
 
 Migration (documents stored before the ``compensating`` status existed): ``from_document`` reads
 ``{"status": "running", "failure": {...}}`` — a permanent failure that still owed its compensation — as
-``compensating``; every other stored document loads unchanged (no field was added or renamed).
+``compensating``; every other stored document loads unchanged (no field was added or renamed). A
+document is rewritten in the new form at its saga's next save. The reverse does not hold: a version
+without ``compensating`` cannot read a document saved as ``compensating`` (mind rollbacks).
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ class SagaRun:
 
     async def prepare(self) -> None:
         """validate: resolves the due date once (every retry then sends the same one)."""
-        await self.save(self.record.with_due_date(resolve_due_date(self.request, self.now()), self.now()))
+        now = self.now()
+        await self.save(self.record.with_due_date(resolve_due_date(self.request, now), now))
 
     async def ensure_customer(self) -> None:
         """customer: finds or creates the Stripe customer of the contact, then links it in the CRM."""
