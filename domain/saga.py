@@ -20,11 +20,14 @@ How the worker uses it, per Kafka message::
   A ``PermanentError`` at a step ends the saga as ``PaymentLinkFailed``, compensating first.
 - ``give_up`` ends a saga that kept failing transiently: ``PaymentLinkFailed(retryable=true)``, no
   compensation, state kept so a replay resumes it.
-- ``prepare_replay`` / ``replay`` re-open a failed saga, or an abandoned running one (``paylink replay``).
+- ``prepare_replay`` / ``replay`` re-open a failed saga, or an abandoned running or compensating one
+  (``paylink replay``).
 
-A compensation that fails permanently (or is given up on) leaves the saga ``compensation_failed``: it
-is logged as an error and reported in the result (``compensated=false``, the message names the
-invoice to clean up); ``prepare_replay`` retries it.
+A permanent failure with an invoice to undo first saves the saga ``compensating`` (the owed undo
+survives a crash: the next ``run`` carries it out), then ends it ``failed``. A compensation that fails
+permanently (or is given up on) leaves the saga ``compensation_failed``: it is logged as an error and
+reported in the result (``compensated=false``, the message names the invoice to clean up);
+``prepare_replay`` retries it.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from domain.errors import PaylinkError, PermanentError, Reason, ReplayRefusedErr
 from domain.events import PaymentLinkCreated, PaymentLinkFailed, PaymentLinkRequested
 from domain.intake import failure_for_unparseable
 from domain.ports import Billing, Clock, CrmDirectory, IdGenerator, Outbox, SagaStore, Shortener
-from domain.saga_record import SagaFailure, SagaRecord, SagaStatus
+from domain.saga_record import IN_FLIGHT_STATUSES, SagaFailure, SagaRecord, SagaStatus
 from domain.saga_steps import SagaPorts, SagaRun, first_unfinished_step
 
 log = logging.getLogger("paylink.saga")
@@ -92,13 +95,13 @@ class PaymentLinkSaga:
         if record.is_terminal:
             return await self._report_again(record)
         run = SagaRun(self._ports, record)
-        if record.failure is None:
-            try:
-                await run.forward()
-            except PermanentError as error:
-                return SagaOutcome(await self._fail(run, error))
-            return SagaOutcome(await self._succeed(run))
-        return SagaOutcome(await self._compensate(run))  # a permanent failure still owes its compensation
+        if record.status is SagaStatus.COMPENSATING:
+            return SagaOutcome(await self._compensate(run))  # a permanent failure still owes its compensation
+        try:
+            await run.forward()
+        except PermanentError as error:
+            return SagaOutcome(await self._fail(run, error))
+        return SagaOutcome(await self._succeed(run))
 
     async def give_up(self, request: PaymentLinkRequested, error: BaseException, attempts: int) -> Result:
         """Ends the saga after the worker's retries ran out: ``PaymentLinkFailed(retryable=true)``.
@@ -115,7 +118,7 @@ class PaymentLinkSaga:
             return await self._report_again(record)
         run = SagaRun(self._ports, record)
         cause = error.message if isinstance(error, PaylinkError) else excerpt(repr(error), 200)
-        if record.failure is not None:
+        if record.status is SagaStatus.COMPENSATING and record.failure is not None:
             problem = f"gave up after {attempts} attempt(s): {cause}"
             return SagaOutcome(await self._end_compensation_failed(run, record.failure, problem))
         failure = SagaFailure(
@@ -138,31 +141,26 @@ class PaymentLinkSaga:
         - compensation_failed: retries the compensation, then ends failed again;
         - failed, permanent (compensated or nothing to compensate): starts over with new invoice keys
           (``restarts`` + 1), a fresh due date, CRM lookups and customer step;
-        - running, last saved before ``running_stale_before``: abandoned (e.g. a replay killed before
-          ``run``; its Kafka message was committed long ago, so no worker resumes it). Resumes as
-          recorded with the same keys, like a retryable failure (an owed compensation is carried out).
-        ``attempt`` grows by one. Raises ``ReplayRefusedError`` for unknown or created sagas, and for
-        running ones saved since ``running_stale_before`` (all when None): a runner may be on them.
+        - running or compensating, last saved before ``running_stale_before``: abandoned (e.g. a replay
+          killed before ``run``; its Kafka message was committed long ago, so no worker resumes it).
+          Resumes as recorded with the same keys, like a retryable failure (a compensating one is undone).
+        ``attempt`` grows by one (``SagaRecord.reopened_for_replay``). Raises ``ReplayRefusedError`` for
+        unknown or created sagas, and for running or compensating ones saved since
+        ``running_stale_before`` (all when None): a runner may be on them.
         The save is version-checked: if a runner saved meanwhile, ``ConcurrentUpdateError`` instead.
         """
         record = await self._store.load(payment_link_id)
         if record is None:
             raise ReplayRefusedError(f"no saga {excerpt(payment_link_id)}")
-        reopened = record.advance(self._clock.now(), status=SagaStatus.RUNNING, attempt=record.attempt + 1, result=None)
-        if record.status is SagaStatus.COMPENSATION_FAILED and record.failure is not None:
-            reopened = reopened.model_copy(
-                update={"failure": record.failure.model_copy(update={"compensation_error": None})}
-            )
-        elif record.status is SagaStatus.FAILED and record.failure is not None and record.failure.retryable:
-            reopened = reopened.model_copy(update={"failure": None})
-        elif record.status is SagaStatus.FAILED:
-            reopened = _started_over(reopened)
-        elif record.status is not SagaStatus.RUNNING:
+        if record.status is SagaStatus.CREATED:
             raise ReplayRefusedError(f"saga {excerpt(payment_link_id)} is {record.status}, not failed")
-        elif running_stale_before is None or record.updated_at >= running_stale_before:
-            raise ReplayRefusedError(f"saga {excerpt(payment_link_id)} is running, saved too recently to be abandoned")
-        # Left: an abandoned running saga. It resumes as recorded: same keys, owed compensation kept.
-        await self._store.save(reopened)
+        if record.status in IN_FLIGHT_STATUSES and (
+            running_stale_before is None or record.updated_at >= running_stale_before
+        ):
+            raise ReplayRefusedError(
+                f"saga {excerpt(payment_link_id)} is {record.status}, saved too recently to be abandoned"
+            )
+        reopened = await self._store.save(record.reopened_for_replay(self._clock.now()))
         log.info("saga re-opened for replay", extra=_context(reopened))
         return reopened.request_event()
 
@@ -208,7 +206,7 @@ class PaymentLinkSaga:
             short_url=record.short_url,
             url=record.short_url or invoice.hosted_invoice_url,
         )
-        await run.persist(status=SagaStatus.CREATED, result=result)
+        await run.save(record.created(result, self._clock.now()))
         await self._outbox.append(result)
         return result
 
@@ -218,28 +216,27 @@ class PaymentLinkSaga:
             "saga failed permanently",
             extra={**_context(run.record), "reason": str(error.reason), "step": str(run.current_step)},
         )
-        if run.record.invoice_id is None:
+        if not run.to_undo():
             return await self._finish(run, SagaStatus.FAILED, failure)
         # Record the debt first: if compensation is interrupted, the next run resumes it.
-        await run.persist(failure=failure)
+        await run.save(run.record.compensating(failure, self._clock.now()))
         return await self._compensate(run)
 
     async def _compensate(self, run: SagaRun) -> Result:
         failure = run.record.failure
         assert failure is not None
         try:
-            compensated = await run.undo_invoice()
+            compensated = await run.compensate()
         except PermanentError as error:
             return await self._end_compensation_failed(run, failure, error.message)
-        return await self._finish(run, SagaStatus.FAILED, failure.model_copy(update={"compensated": compensated}))
+        return await self._finish(run, SagaStatus.FAILED, failure.undone(compensated))
 
     async def _end_compensation_failed(self, run: SagaRun, failure: SagaFailure, problem: str) -> Result:
         log.error(
             "compensation failed; the invoice needs manual cleanup",
             extra={**_context(run.record), "invoice_id": run.record.invoice_id, "problem": problem},
         )
-        failure = failure.model_copy(update={"compensated": False, "compensation_error": problem})
-        return await self._finish(run, SagaStatus.COMPENSATION_FAILED, failure)
+        return await self._finish(run, SagaStatus.COMPENSATION_FAILED, failure.undo_failed(problem))
 
     async def _finish(self, run: SagaRun, status: SagaStatus, failure: SagaFailure) -> Result:
         result = PaymentLinkFailed(
@@ -257,27 +254,9 @@ class PaymentLinkSaga:
             attempt=run.record.attempt,
         )
         # Result first, then the outbox: a crash in between re-appends this same event on redelivery.
-        await run.persist(status=status, failure=failure, result=result)
+        await run.save(run.record.ended(status, failure, result, self._clock.now()))
         await self._outbox.append(result)
         return result
-
-
-def _started_over(record: SagaRecord) -> SagaRecord:
-    return record.model_copy(
-        update={
-            "restarts": record.restarts + 1,
-            "failure": None,
-            "due_date": None,
-            "stripe_account": None,
-            "description": None,
-            "customer_id": None,
-            "invoice_id": None,
-            "items_added": 0,
-            "invoice": None,
-            "shortened": False,
-            "short_url": None,
-        }
-    )
 
 
 def _event_message(record: SagaRecord, failure: SagaFailure) -> str:

@@ -1,17 +1,18 @@
 """The saga's forward steps and their compensation, on one saga record.
 
-Each step first looks at the persisted record and skips what is done, then does its work and persists
-the outcome before the next step starts. ``SagaRun.record`` is always the latest stored version, so a
-failure handler can persist on top of it without a self-inflicted version conflict.
+``STEPS`` (at the end) is the one table of the saga, Temporal-style: per step its name (``failed_step``
+in results), its done-predicate on the record, its ``do`` and its ``undo``. It drives everything:
 
-Steps and their compensations (verb pairs)::
+- ``SagaRun.forward`` runs, in order, every step whose predicate says it is not done, repeating its
+  ``do`` until it is (``items`` adds ``items_per_call`` lines per ``do``); done steps are skipped, so a
+  redelivered or replayed saga resumes where it stopped;
+- ``first_unfinished_step`` is the first step not done (``shorten`` once all are), where a saga that
+  gives up reports it failed;
+- ``SagaRun.compensate`` runs the ``undo`` of every done step, last first.
 
-    prepare          (validate)  resolve the due date once          —
-    ensure_customer  (customer)  find or create, then link          — (kept: linked and reusable)
-    create_draft     (draft)     draft invoice                      delete_draft (void_invoice if finalised)
-    add_items        (items)     invoice items on the draft         go with the draft
-    finalise         (finalise)  finalise, auto_advance=false       void_invoice
-    shorten          (shorten)   short URL, never fails the saga    —
+Each ``do`` does its work, then saves its outcome through one of the record's named transitions
+(``domain.saga_record``) before the next step starts. ``SagaRun.record`` is always the latest stored
+version, so a failure handler can save on top of it without a self-inflicted version conflict.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import datetime
 
 from domain.billing import DraftInvoice, InvoiceItem, NewCustomer, customer_search_query
 from domain.crm import Contact
@@ -43,20 +44,6 @@ class SagaPorts:
     items_per_call: int = 1
 
 
-def first_unfinished_step(record: SagaRecord) -> Step:
-    if record.due_date is None:
-        return Step.VALIDATE
-    if record.customer_id is None:
-        return Step.CUSTOMER
-    if record.invoice_id is None:
-        return Step.DRAFT
-    if record.items_added < len(record.request["line_items"]):
-        return Step.ITEMS
-    if record.invoice is None:
-        return Step.FINALISE
-    return Step.SHORTEN
-
-
 class SagaRun:
     """One pass over a saga record: forward steps, or compensation."""
 
@@ -66,30 +53,44 @@ class SagaRun:
         self.request: PaymentLinkRequested = record.request_event()
         self.current_step = first_unfinished_step(record)
 
-    async def persist(self, **changes: Any) -> SagaRecord:
-        self.record = await self._ports.store.save(self.record.advance(self._ports.clock.now(), **changes))
+    def now(self) -> datetime:
+        return self._ports.clock.now()
+
+    async def save(self, record: SagaRecord) -> SagaRecord:
+        """Stores ``record`` (a transition of ``self.record``) and makes the stored version current."""
+        self.record = await self._ports.store.save(record)
         return self.record
 
     async def forward(self) -> None:
-        steps: list[tuple[Step, Callable[[], Awaitable[None]]]] = [
-            (Step.VALIDATE, self.prepare),
-            (Step.CUSTOMER, self.ensure_customer),
-            (Step.DRAFT, self.create_draft),
-            (Step.ITEMS, self.add_items),
-            (Step.FINALISE, self.finalise),
-            (Step.SHORTEN, self.shorten),
-        ]
-        for step, action in steps:
-            self.current_step = step
-            await action()
+        """Every step not done yet, in order, each repeated until its done-predicate holds."""
+        for step in STEPS:
+            self.current_step = step.name
+            while not step.done(self.record):
+                saved = self.record.version
+                await step.do(self)
+                assert self.record.version > saved, f"step {step.name} saved no progress"
+
+    def to_undo(self) -> list[SagaStep]:
+        """The done steps that have an ``undo``, last step first (empty: nothing to compensate)."""
+        return [step for step in reversed(STEPS) if step.undo is not None and step.done(self.record)]
+
+    async def compensate(self) -> bool:
+        """The ``undo`` of every done step, last step first. True when there was anything to undo."""
+        undone = self.to_undo()
+        for step in undone:
+            assert step.undo is not None
+            await step.undo(self)
+        return bool(undone)
+
+    # --- do ------------------------------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        if self.record.due_date is None:
-            await self.persist(due_date=resolve_due_date(self.request, self._ports.clock.now()))
+        """validate: resolves the due date once (every retry then sends the same one)."""
+        now = self.now()
+        await self.save(self.record.with_due_date(resolve_due_date(self.request, now), now))
 
     async def ensure_customer(self) -> None:
-        if self.record.customer_id is not None:
-            return
+        """customer: finds or creates the Stripe customer of the contact, then links it in the CRM."""
         stripe_account = await self._connected_account()
         contact = await self._contact()
         linked = contact.stripe_customers.get(stripe_account)
@@ -100,9 +101,8 @@ class SagaRun:
             )
             if linked != customer_id:
                 log.info("another customer was linked first; using it", extra=self._log_context())
-        await self.persist(
-            stripe_account=stripe_account, description=self._invoice_description(contact), customer_id=linked
-        )
+        description = self._invoice_description(contact)
+        await self.save(self.record.with_customer(stripe_account, description, linked, self.now()))
 
     async def _connected_account(self) -> str:
         stripe_account = await self._ports.crm.stripe_account_of(self.request.account_id)
@@ -141,9 +141,8 @@ class SagaRun:
         return excerpt(f"Payment requested from {who}", 500)
 
     async def create_draft(self) -> None:
+        """draft: the draft invoice, under the request's draft idempotency key."""
         record = self.record
-        if record.invoice_id is not None:
-            return
         assert record.due_date is not None and record.customer_id and record.stripe_account and record.description
         metadata = {
             **self.request.metadata,
@@ -161,19 +160,19 @@ class SagaRun:
             metadata=metadata,
         )
         invoice_id = await self._ports.billing.create_draft_invoice(record.stripe_account, draft, record.keys.draft())
-        await self.persist(invoice_id=invoice_id)
+        await self.save(record.with_draft(invoice_id, self.now()))
 
     async def add_items(self) -> None:
-        lines = self.request.line_items
-        while self.record.items_added < len(lines):
-            start = self.record.items_added
-            stop = min(start + max(1, self._ports.items_per_call), len(lines))
-            batch = [self._invoice_item(index, lines[index]) for index in range(start, stop)]
-            assert self.record.stripe_account and self.record.invoice_id
-            await self._ports.billing.add_invoice_items(
-                self.record.stripe_account, self.record.invoice_id, batch, self.record.keys.items(start, stop)
-            )
-            await self.persist(items_added=stop)
+        """items: the next ``items_per_call`` line items not yet on the draft, in one call."""
+        record, lines = self.record, self.request.line_items
+        start = record.items_added
+        stop = min(start + max(1, self._ports.items_per_call), len(lines))
+        batch = [self._invoice_item(index, lines[index]) for index in range(start, stop)]
+        assert record.stripe_account and record.invoice_id
+        await self._ports.billing.add_invoice_items(
+            record.stripe_account, record.invoice_id, batch, record.keys.items(start, stop)
+        )
+        await self.save(record.with_items_added(stop, self.now()))
 
     def _invoice_item(self, index: int, line: LineItem) -> InvoiceItem:
         assert self.record.customer_id is not None
@@ -189,19 +188,18 @@ class SagaRun:
         return replace(item, price_id=line.price_id)
 
     async def finalise(self) -> None:
-        if self.record.invoice is not None:
-            return
-        assert self.record.stripe_account and self.record.invoice_id
+        """finalise: finalises the draft (``auto_advance=false``); it must come back with a hosted URL."""
+        record = self.record
+        assert record.stripe_account and record.invoice_id
         invoice = await self._ports.billing.finalize_invoice(
-            self.record.stripe_account, self.record.invoice_id, self.record.keys.finalise()
+            record.stripe_account, record.invoice_id, record.keys.finalise()
         )
         if not invoice.hosted_invoice_url:
             raise PermanentError(Reason.STRIPE_INVALID_REQUEST, "Stripe finalised the invoice without a hosted URL")
-        await self.persist(invoice=invoice)
+        await self.save(record.with_finalised(invoice, self.now()))
 
     async def shorten(self) -> None:
-        if self.record.shortened:
-            return
+        """shorten: a short URL for the hosted invoice; never fails the saga (None: the long URL is used)."""
         assert self.record.invoice is not None and self.record.invoice.hosted_invoice_url
         try:
             short_url = await self._ports.shortener.shorten(self.record.invoice.hosted_invoice_url)
@@ -209,16 +207,15 @@ class SagaRun:
             # The port promises not to raise; a broken adapter still must not fail a finalised invoice.
             log.warning("shortener raised; using the long URL", exc_info=True, extra=self._log_context())
             short_url = None
-        await self.persist(shortened=True, short_url=short_url)
+        await self.save(self.record.with_short_url(short_url, self.now()))
 
-    async def undo_invoice(self) -> bool:
-        """Compensation: delete the draft, or void it once finalised (already gone counts as done).
+    # --- undo ----------------------------------------------------------------------------------------------
 
-        Returns True when the saga had an invoice to undo, False when there was nothing to compensate.
-        """
+    async def undo_invoice(self) -> None:
+        """Undoes the draft step: deletes the draft, or voids it once finalised (already gone counts as
+        done). A paid invoice cannot be undone: ``PermanentError``."""
         stripe_account, invoice_id = self.record.stripe_account, self.record.invoice_id
-        if stripe_account is None or invoice_id is None:
-            return False
+        assert stripe_account is not None and invoice_id is not None
         billing = self._ports.billing
         status = await billing.invoice_status(stripe_account, invoice_id)
         if status == "draft":
@@ -230,7 +227,37 @@ class SagaRun:
                 Reason.INTERNAL_ERROR,
                 f"invoice {invoice_id} is already paid; it cannot be voided (refund it)",
             )
-        return True
 
     def _log_context(self) -> dict[str, str]:
         return {"payment_link_id": self.record.payment_link_id, "step": str(self.current_step)}
+
+
+@dataclass(frozen=True)
+class SagaStep:
+    """One row of the saga: ``done`` says the record already holds the step's outcome; ``do`` makes
+    progress towards it and saves it; ``undo`` (None: nothing to undo) reverses a done step."""
+
+    name: Step
+    done: Callable[[SagaRecord], bool]
+    do: Callable[[SagaRun], Awaitable[None]]
+    undo: Callable[[SagaRun], Awaitable[None]] | None
+
+
+# No undo: the customer is kept (linked in the CRM, reused by the contact's next request); the items go
+# with the draft; a finalised invoice is voided by the draft's undo (it asks Stripe the invoice's state).
+# fmt: off
+STEPS: tuple[SagaStep, ...] = (
+    #        name           done                                     do                       undo
+    SagaStep(Step.VALIDATE, lambda r: r.due_date is not None,        SagaRun.prepare,         None),
+    SagaStep(Step.CUSTOMER, lambda r: r.customer_id is not None,     SagaRun.ensure_customer, None),
+    SagaStep(Step.DRAFT,    lambda r: r.invoice_id is not None,      SagaRun.create_draft,    SagaRun.undo_invoice),
+    SagaStep(Step.ITEMS,    lambda r: r.items_added >= r.line_count, SagaRun.add_items,       None),
+    SagaStep(Step.FINALISE, lambda r: r.invoice is not None,         SagaRun.finalise,        None),
+    SagaStep(Step.SHORTEN,  lambda r: r.shortened,                   SagaRun.shorten,         None),
+)
+# fmt: on
+
+
+def first_unfinished_step(record: SagaRecord) -> Step:
+    """The first step whose outcome the record does not hold yet; ``shorten`` once every step is done."""
+    return next((step.name for step in STEPS if not step.done(record)), STEPS[-1].name)

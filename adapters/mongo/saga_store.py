@@ -3,6 +3,12 @@
 Optimistic concurrency without transactions: ``save`` replaces the document only where ``version``
 still has the value it was read with. The request travels as a JSON string, not a sub-document: its
 ``metadata`` keys are the producer's, and may hold ``.`` or ``$`` that FerretDB refuses in field names.
+
+Statuses: documents are read through ``SagaRecord.from_document``, so one stored before the
+``compensating`` status (``running`` with a ``failure``) loads as ``compensating``; no stored document
+is rewritten until its saga is saved again. ``find_replayable`` selects ``failed`` and
+``compensation_failed`` only (never in-flight sagas, old form or new); ``count_by_status`` counts old-form
+compensating documents as ``compensating``.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from domain.errors import ConcurrentUpdateError
 from domain.saga_record import TIMESTAMP_FORMAT, SagaRecord, SagaStatus
 
 REPLAYABLE = [SagaStatus.FAILED.value, SagaStatus.COMPENSATION_FAILED.value]
+OLD_FORM_COMPENSATING = {"status": SagaStatus.RUNNING.value, "failure": {"$ne": None}}
 
 
 def _document(record: SagaRecord) -> dict[str, Any]:
@@ -96,10 +103,23 @@ class MongoSagaStore:
             return [_record(document) async for document in cursor]
 
     async def count_by_status(self, since: datetime | None = None) -> dict[str, int]:
-        """Sagas per status (updated since ``since``), for ``paylink status``."""
+        """Sagas per status (updated since ``since``), for ``paylink status``; an old-form compensating
+        document (``running`` with a ``failure``) counts as ``compensating``."""
         match: dict[str, Any] = {"updated_at": {"$gte": _timestamp(since)}} if since else {}
         with store_errors("saga counts"):
             cursor = await self._sagas.aggregate(
                 [{"$match": match}, {"$group": {"_id": "$status", "count": {"$sum": 1}}}]
             )
-            return {str(row["_id"]): int(row["count"]) async for row in cursor}
+            counts = {str(row["_id"]): int(row["count"]) async for row in cursor}
+            if counts.get(SagaStatus.RUNNING.value):
+                old_form = await self._sagas.count_documents({**match, **OLD_FORM_COMPENSATING})
+                _move(counts, old_form, SagaStatus.RUNNING.value, SagaStatus.COMPENSATING.value)
+        return counts
+
+
+def _move(counts: dict[str, int], number: int, source: str, target: str) -> None:
+    if number:
+        counts[source] -= number
+        counts[target] = counts.get(target, 0) + number
+        if not counts[source]:
+            del counts[source]

@@ -8,8 +8,9 @@ retryably again (``PaymentLinkFailed(retryable=true)``, replayable later). The r
 result. Sagas that are unknown, still running or already created are skipped, never re-run.
 Targets are fixed before the first replay, so a saga that fails again is not picked up twice.
 
-A running saga not saved for ``stale_after`` is abandoned, not running: a replay killed between
-``prepare_replay`` and the end of ``run`` leaves it so, and its Kafka message was committed long ago.
+A running (or compensating) saga not saved for ``stale_after`` is abandoned, not running: a replay
+killed between ``prepare_replay`` and the end of ``run`` leaves it so, and its Kafka message was
+committed long ago.
 Named by ``--event-id`` it resumes like a retryable failure (same keys). The filters do not select
 such sagas (``find_replayable`` returns failed ones only): taking one over is an explicit act.
 """
@@ -27,7 +28,7 @@ from domain.errors import ReplayRefusedError, RetryableError
 from domain.events import PaymentLinkCreated
 from domain.ports import Clock
 from domain.saga import PaymentLinkSaga
-from domain.saga_record import SagaRecord, SagaStatus
+from domain.saga_record import IN_FLIGHT_STATUSES, SagaRecord, SagaStatus
 
 # Why 15 minutes: a worker saves its saga after every step, and one step takes at most its retry budget
 # (PAYLINK_RETRY_ATTEMPTS x (Stripe timeout + backoff): 6 x (10 s + 5 s) by default) plus the drain
@@ -83,7 +84,7 @@ class ReplayTarget:
         record, cutoff = self.record, self.stale_before
         return (
             record is not None
-            and record.status is SagaStatus.RUNNING
+            and record.status in IN_FLIGHT_STATUSES
             and cutoff is not None
             and record.updated_at < cutoff
         )
@@ -124,7 +125,7 @@ class Replayer:
         if record is None:
             tally.not_found += 1
             return "not found"
-        if record.status is SagaStatus.CREATED or (record.status is SagaStatus.RUNNING and not target.abandoned):
+        if record.status is SagaStatus.CREATED or (record.status in IN_FLIGHT_STATUSES and not target.abandoned):
             succeeded = record.status is SagaStatus.CREATED
             tally.already_succeeded += succeeded
             tally.running += not succeeded

@@ -4,8 +4,8 @@
 
 - ``kafka``: the worker group's state and members, and per partition of the requests topic its committed
   offset, end offset and lag (end - committed; end - beginning while nothing is committed);
-- ``sagas``: ``in_flight`` (status ``running``) and the count per status of sagas updated within the
-  window (``--window``, 1 h by default);
+- ``sagas``: ``in_flight`` (status ``running`` or ``compensating``) and the count per status of sagas
+  updated within the window (``--window``, 1 h by default);
 - ``outbox``: entries waiting for the relay and the age of the oldest;
 - ``relay``: the ``outbox-relay`` lease: its owner (``host:pid:nonce``) and whether it is still held.
 
@@ -33,6 +33,7 @@ from consumer.ports import Unreachable
 from consumer.runtime.bootstrap import RELAY_LEASE, open_stores
 from consumer.runtime.settings import Settings
 from domain.errors import RetryableError
+from domain.saga_record import IN_FLIGHT_STATUSES
 
 Report = dict[str, Any]
 
@@ -106,7 +107,7 @@ async def store_status(settings: Settings, window: timedelta) -> Report:
         )
     return {
         "sagas": {
-            "in_flight": everything.get("running", 0),
+            "in_flight": sum(everything.get(status, 0) for status in IN_FLIGHT_STATUSES),
             "window_s": int(window.total_seconds()),
             "since": iso(now - window),
             "by_status": dict(sorted(recent.items())),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -230,7 +232,8 @@ async def test_concurrent_saves_of_one_version_let_exactly_one_win(store: SagaSt
 
 @pytest.fixture
 async def replayable(store: SagaStore) -> dict[str, SagaRecord]:
-    """Named records in a shuffled insertion order; only failed/compensation_failed ones are replayable."""
+    """Named records in a shuffled insertion order; only failed/compensation_failed ones are replayable
+    (never in-flight ones: running, compensating, or compensating stored in the old form)."""
     records = {
         "failed_price_A_3m": new_record(
             status=SagaStatus.FAILED,
@@ -245,11 +248,17 @@ async def replayable(store: SagaStore) -> dict[str, SagaRecord]:
             account_id="acc_A",
             updated_at=T0 + timedelta(minutes=1),
         ),
-        "running_with_failure_A_30s": new_record(
+        "old_form_compensating_A_30s": new_record(  # running with a failure: stored before compensating existed
             status=SagaStatus.RUNNING,
             reason=Reason.STRIPE_UNAVAILABLE,
             account_id="acc_A",
             updated_at=T0 + timedelta(seconds=30),
+        ),
+        "compensating_A_40s": new_record(
+            status=SagaStatus.COMPENSATING,
+            reason=Reason.PRICE_NOT_FOUND,
+            account_id="acc_A",
+            updated_at=T0 + timedelta(seconds=40),
         ),
         "failed_unavail_A_4m": new_record(
             status=SagaStatus.FAILED,
@@ -367,3 +376,71 @@ async def test_find_replayable_sees_saved_changes(store: SagaStore, replayable: 
         failed.payment_link_id,
     ]
     assert await store.find_replayable(reason="stripe_permission_denied") == [failed]
+
+
+# --- documents stored before the compensating status --------------------------------------------------------
+
+
+@pytest.fixture
+def raw(implementation: SagaStore, request: pytest.FixtureRequest) -> RawDocuments:
+    """Writes and reads stored documents as they are, bypassing the store (an older version's writes)."""
+    if isinstance(implementation, FakeSagaStore):
+        return RawDocuments(fake=implementation)
+    return RawDocuments(collection=request.getfixturevalue("mongo_db")["sagas"])
+
+
+@dataclass
+class RawDocuments:
+    fake: FakeSagaStore | None = None
+    collection: Any = None
+
+    async def insert(self, record: SagaRecord) -> None:
+        document = record.to_document()
+        if self.fake is not None:
+            self.fake.documents[record.payment_link_id] = document
+        else:
+            stored = {**document, "_id": record.payment_link_id, "request": json.dumps(document["request"])}
+            await self.collection.insert_one(stored)
+
+    async def status(self, payment_link_id: str) -> str:
+        if self.fake is not None:
+            return str(self.fake.documents[payment_link_id]["status"])
+        document = await self.collection.find_one({"_id": payment_link_id})
+        return str(document["status"])
+
+
+def old_form_compensating() -> SagaRecord:
+    """A permanent failure that still owes its compensation, as stored before ``compensating`` existed."""
+    return new_record(status=SagaStatus.RUNNING, reason=Reason.PRICE_NOT_FOUND).model_copy(
+        update={"stripe_account": "acct_1", "customer_id": "cus_1", "invoice_id": "in_1"}
+    )
+
+
+async def test_an_old_form_compensating_document_loads_as_compensating(store: SagaStore, raw: RawDocuments) -> None:
+    old = old_form_compensating()
+    await raw.insert(old)
+    assert await raw.status(old.payment_link_id) == "running"
+
+    loaded = await store.load(old.payment_link_id)
+
+    assert loaded is not None and loaded.status is SagaStatus.COMPENSATING
+    assert loaded.to_document() == {**old.to_document(), "status": "compensating"}
+    assert await store.create_if_absent(SagaRecord.start(old.request_event(), T0)) == loaded
+    assert await store.find_replayable() == []
+    saved = await store.save(loaded)
+    assert await raw.status(old.payment_link_id) == "compensating" and saved.status is SagaStatus.COMPENSATING
+
+
+@pytest.mark.parametrize("implementation", ["mongo"], indirect=True)
+async def test_counts_by_status_count_old_form_compensating_documents_as_compensating(
+    store: SagaStore, raw: RawDocuments
+) -> None:
+    assert isinstance(store, MongoSagaStore)
+    await raw.insert(old_form_compensating())
+    await raw.insert(old_form_compensating().model_copy(update={"updated_at": T0 - timedelta(days=1)}))
+    await store.create_if_absent(new_record(status=SagaStatus.RUNNING))
+    await store.create_if_absent(new_record(status=SagaStatus.COMPENSATING, reason=Reason.PRICE_NOT_FOUND))
+    await store.create_if_absent(new_record(status=SagaStatus.FAILED, reason=Reason.PRICE_NOT_FOUND))
+
+    assert await store.count_by_status() == {"running": 1, "compensating": 3, "failed": 1}
+    assert await store.count_by_status(since=T0) == {"running": 1, "compensating": 2, "failed": 1}

@@ -14,7 +14,7 @@ from typing import Any
 
 from domain.errors import ConcurrentUpdateError
 from domain.events import PaymentLinkCreated, PaymentLinkFailed
-from domain.saga_record import SagaRecord, SagaStatus
+from domain.saga_record import FAILED_STATUSES, SagaRecord
 from tests.fakes.faults import FaultPlan, SimulatedCrash
 
 
@@ -72,7 +72,7 @@ class FakeSagaStore:
         matching = [
             record
             for record in records
-            if record.status in (SagaStatus.FAILED, SagaStatus.COMPENSATION_FAILED)
+            if record.status in FAILED_STATUSES
             and (reason is None or (record.failure is not None and record.failure.reason == reason))
             and (account_id is None or record.account_id == account_id)
             and (since is None or record.updated_at >= since)

@@ -140,7 +140,7 @@ class ScenarioRun:
 
     async def running_sagas(self) -> int:
         try:
-            return await self.db["sagas"].count_documents({"status": "running"})
+            return await self.db["sagas"].count_documents({"status": {"$in": ["running", "compensating"]}})
         except PyMongoError:
             return -1
 
@@ -321,7 +321,7 @@ class ScenarioRun:
                 try:
                     committed, ends = await self._offsets(consumer, admin)
                     backlog = await self.db["outbox"].count_documents({"published": False})
-                    running = await self.db["sagas"].count_documents({"status": "running"})
+                    running = await self.db["sagas"].count_documents({"status": {"$in": ["running", "compensating"]}})
                 except Exception:  # a service restarting: look again shortly
                     await asyncio.sleep(0.5)
                     continue

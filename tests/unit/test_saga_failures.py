@@ -286,7 +286,7 @@ async def test_compensation_interrupted_transiently_resumes_on_the_next_run(afte
     with pytest.raises(RetryableError):
         await world.saga().run(make_request())
     record = world.store.record(REQUEST_ID)
-    assert record.status is SagaStatus.RUNNING and record.failure is not None  # the debt is recorded
+    assert record.status is SagaStatus.COMPENSATING and record.failure is not None  # the debt is recorded
     assert world.outbox.ordered == []
     result = await world.saga().run(make_request())
     assert isinstance(result, PaymentLinkFailed) and (result.reason, result.compensated) == ("price_not_found", True)
@@ -343,5 +343,5 @@ async def test_already_deleted_draft_counts_as_compensated() -> None:
 async def test_nothing_to_compensate_without_an_invoice() -> None:
     world = World()
     record = await world.store.create_if_absent(SagaRecord.start(make_request(), world.clock.now()))
-    assert await SagaRun(world.saga()._ports, record).undo_invoice() is False
+    assert await SagaRun(world.saga()._ports, record).compensate() is False
     assert world.billing.calls == []

@@ -6,7 +6,12 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from domain.errors import PermanentError, Reason
+from domain.events import PaymentLinkFailed
 from domain.saga_record import SagaRecord, SagaStatus
+from tests.fakes.faults import SimulatedCrash
 from tests.fakes.world import REQUEST_ID, World, make_request
 
 PLAIN = (str, int, bool, type(None))
@@ -65,3 +70,63 @@ def test_timestamps_are_fixed_width_utc_strings_that_sort() -> None:
     assert early["created_at"] == "2030-01-01T00:00:00.000000Z"
     assert early["created_at"] < late["created_at"]
     assert SagaRecord.from_document(late).created_at == datetime(2030, 1, 1, 0, 0, 0, 500, tzinfo=UTC)
+
+
+# --- migration: documents stored before the compensating status ------------------------------------------
+
+OLD_REQUEST = {
+    "event_id": REQUEST_ID, "event_type": "PaymentLinkRequested", "schema_version": 1,
+    "occurred_at": "2030-01-15T09:00:00Z", "correlation_id": "corr-1", "account_id": "acc_1",
+    "contact_id": "64b7f0c2a1b2c3d4e5f60718", "currency": "usd", "due_date": None, "days_until_due": 14,
+    "description": None, "line_items": [{"price_id": "price_basic", "quantity": 1}], "note_id": None, "metadata": {},
+}  # fmt: skip
+OLD_FAILURE = {
+    "reason": "price_not_found", "message": "No such price: price_basic", "retryable": False,
+    "failed_step": "items", "compensated": False, "compensation_error": None,
+}  # fmt: skip
+OLD_RUNNING_WITH_FAILURE = {
+    "payment_link_id": REQUEST_ID, "request": OLD_REQUEST, "account_id": "acc_1",
+    "contact_id": "64b7f0c2a1b2c3d4e5f60718", "status": "running", "version": 4, "attempt": 1, "restarts": 0,
+    "due_date": "2030-01-29", "stripe_account": "acct_1", "description": "Payment requested from Ada Lovelace",
+    "customer_id": "cus_000001", "invoice_id": "in_000002", "items_added": 0, "invoice": None,
+    "shortened": False, "short_url": None,
+    "failure": OLD_FAILURE,
+    "result": None, "created_at": "2030-01-15T09:30:00.000000Z", "updated_at": "2030-01-15T09:30:00.000000Z",
+}  # fmt: skip
+
+
+def test_an_old_running_document_with_a_failure_loads_as_compensating() -> None:
+    record = SagaRecord.from_document({**OLD_RUNNING_WITH_FAILURE, "_id": REQUEST_ID})
+    assert record.status is SagaStatus.COMPENSATING and not record.is_terminal
+    assert record.failure is not None and record.failure.reason == "price_not_found"
+    assert record.to_document() == {**OLD_RUNNING_WITH_FAILURE, "status": "compensating"}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {**OLD_RUNNING_WITH_FAILURE, "failure": None, "invoice_id": None, "items_added": 0},
+        {**OLD_RUNNING_WITH_FAILURE, "status": "compensation_failed"},
+        {**OLD_RUNNING_WITH_FAILURE, "status": "failed", "failure": {**OLD_FAILURE, "compensated": True}},
+    ],
+    ids=["running", "compensation_failed", "failed"],
+)  # fmt: skip
+def test_every_other_old_document_loads_unchanged(document: dict[str, Any]) -> None:
+    assert SagaRecord.from_document(document).to_document() == document
+
+
+async def test_an_old_form_compensating_saga_finishes_its_compensation_on_the_next_run() -> None:
+    world = World()
+    world.billing.faults.add("add_invoice_item", PermanentError(Reason.PRICE_NOT_FOUND, "No such price"))
+    world.store.crash_at_save(4, persisted=True)  # due date, customer, draft, then the failure: crash after it
+    with pytest.raises(SimulatedCrash):
+        await world.saga().run(make_request())
+    document = world.store.documents[REQUEST_ID]
+    assert (document["status"], document["failure"]["compensated"]) == ("compensating", False)
+    world.store.documents[REQUEST_ID] = {**document, "status": "running"}  # as the previous version stored it
+
+    result = await world.saga().run(make_request())
+
+    assert isinstance(result, PaymentLinkFailed) and result.compensated and result.reason == "price_not_found"
+    assert world.store.documents[REQUEST_ID]["status"] == "failed"
+    assert world.billing.unfinished_invoices() == []

@@ -133,6 +133,47 @@ async def test_a_fresh_running_saga_is_still_refused(cutoff: str) -> None:
     assert world.store.record(REQUEST_ID) == stuck
 
 
+async def killed_compensation(world: World) -> None:
+    """A permanent failure at the items recorded its debt (compensating), then the process died."""
+    world.billing.faults.add("add_invoice_item", PermanentError(Reason.PRICE_NOT_FOUND, "No such price"))
+    world.store.crash_at_save(4, persisted=True)  # due date, customer, draft, compensating: killed
+    with pytest.raises(SimulatedCrash):
+        await world.saga().run(make_request())
+    stuck = world.store.record(REQUEST_ID)
+    assert (stuck.status, stuck.attempt, stuck.result) == (SagaStatus.COMPENSATING, 1, None)
+
+
+async def test_a_stale_compensating_saga_is_replayed_like_a_stale_running_one() -> None:
+    world = World()
+    await killed_compensation(world)
+    world.clock.advance(STALE + timedelta(seconds=1))
+
+    request = await world.saga().prepare_replay(REQUEST_ID, running_stale_before=world.clock.now() - STALE)
+    reopened = world.store.record(REQUEST_ID)
+    assert (reopened.status, reopened.attempt, reopened.restarts) == (SagaStatus.COMPENSATING, 2, 0)
+    result = await world.saga().run(request)
+
+    assert isinstance(result, PaymentLinkFailed) and (result.reason, result.compensated, result.attempt) == (
+        "price_not_found",
+        True,
+        2,
+    )
+    assert world.billing.unfinished_invoices() == [] and world.billing.created["invoice"] == 1
+    assert world.store.record(REQUEST_ID).status is SagaStatus.FAILED
+
+
+@pytest.mark.parametrize("cutoff", ["none", "at the last save"])
+async def test_a_fresh_compensating_saga_is_refused(cutoff: str) -> None:
+    world = World()
+    await killed_compensation(world)
+    stuck = world.store.record(REQUEST_ID)
+    stale_before = None if cutoff == "none" else stuck.updated_at
+    with pytest.raises(ReplayRefusedError, match="compensating"):
+        await world.saga().prepare_replay(REQUEST_ID, running_stale_before=stale_before)
+    assert world.store.record(REQUEST_ID) == stuck
+    assert await world.store.find_replayable() == []  # never selected by the filters
+
+
 async def test_find_replayable_filters_failed_sagas() -> None:
     world = World()
     await world.saga().run(make_request(contact_id="nobody"))
