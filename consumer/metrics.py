@@ -38,3 +38,14 @@ PUBLISH_LAG = Histogram(
 )
 RELAY_PUBLISHED = Counter("paylink_relay_published_total", "Result events published by the relay")
 LEASE_ACTIVE = Gauge("paylink_relay_lease_active", "1 while this relay holds the lease")
+WEBHOOKS = Counter(
+    "paylink_webhooks_total",
+    "Stripe webhook deliveries by event type and outcome (applied, unchanged, duplicate, ignored, pending, "
+    "unhandled_type, bad_signature, bad_payload, error)",
+    ["type", "outcome"],
+)
+LIFECYCLE_EVENTS = Counter(
+    "paylink_lifecycle_events_total",
+    "Lifecycle events appended to the outbox, by type and source",
+    ["event_type", "source"],
+)

@@ -11,6 +11,7 @@ from collections.abc import Hashable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from domain.notifications import Notification
 from domain.saga_record import SagaRecord
 from domain.stored import DeadLetter, LeaseState, OutboxEntry
 
@@ -183,4 +184,12 @@ class MessageHandler(Protocol):
 
     async def handle(self, job: Any) -> None:
         """Returns once the job's outcome is durable; raises only when cancelled."""
+        ...
+
+
+class WebhookReader(Protocol):
+    def read(self, payload: bytes, signature: str | None) -> Notification:
+        """The delivery's event, once its signature matches a configured secret within the tolerance;
+        ``domain.notifications.InvalidSignature`` or ``InvalidPayload`` otherwise. Never logs or echoes
+        a secret or the signature."""
         ...

@@ -78,12 +78,29 @@ class Settings(BaseSettings):
         60.0, gt=0, description="how often the active relay, when idle, purges published outbox entries"
     )
 
+    # Webhooks (paylink webhooks)
+    webhooks_host: str = Field("0.0.0.0", description="address `paylink webhooks` listens on")
+    webhooks_port: int = Field(8088, ge=1, le=65535, description="port of `paylink webhooks` (POST /stripe/webhooks)")
+    stripe_webhook_secrets: SecretStr = Field(
+        SecretStr(""),
+        description="Stripe webhook signing secrets (`whsec_...`), comma-separated: a delivery signed with any one "
+        "is accepted (several during a rotation)",
+    )
+    webhook_tolerance_s: int = Field(
+        300, ge=1, description="how old a webhook signature's timestamp may be (Stripe's library default)"
+    )
+    webhooks_drain_s: float = Field(10.0, gt=0, description="SIGTERM: how long deliveries in progress may finish")
+
     # Operations
     metrics_port: int | None = Field(
         None, description="serve /metrics, /healthz, /readyz on this port (off when unset)"
     )
     log_format: str = Field("auto", description="`json`, `text`, or `auto` (text on a terminal)")
     log_level: str = Field("INFO", description="log level")
+
+    def webhook_secrets(self) -> list[str]:
+        """The signing secrets, in the order given (blank entries dropped)."""
+        return [part.strip() for part in self.stripe_webhook_secrets.get_secret_value().split(",") if part.strip()]
 
     @property
     def crm_database_name(self) -> str | None:
