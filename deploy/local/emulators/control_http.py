@@ -15,11 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from control import ConnectionReset, ControlError, ControlPlane
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .control import ConnectionReset, ControlError, ControlPlane
 
 
 def control_routes(plane: ControlPlane) -> list[BaseRoute]:

@@ -1,6 +1,6 @@
 """URL shortener emulator (in memory) for paylink's local stack and tests.
 
-Run: ``python deploy/local/emulators/shortener_emulator.py --host 127.0.0.1 --port 12180
+Run from the repository root: ``python -m deploy.local.emulators.shortener_emulator --host 127.0.0.1 --port 12180
 [--public-base http://localhost:12180]``
 
 * ``POST /shorten`` with ``Authorization: Bearer <any non-empty token>`` and JSON ``{"url": "https://…"}``
@@ -19,20 +19,17 @@ import json
 import random
 import re
 import string
-import sys
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from control import ControlPlane, Fault
-from control_http import ResettableApp, control_routes, serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp
+
+from .control import ControlPlane, Fault
+from .control_http import ResettableApp, control_routes, serve
 
 _CODE = re.compile(r"(?<=^/s/)[^/]+")
 MAX_URL = 2048

@@ -12,9 +12,9 @@ import re
 import string
 import time
 
-from stripe_params import Params, as_list, check_known, get_metadata, get_str, invalid, keys, merge_metadata
-from stripe_query import Query, clause_matches
-from stripe_store import Account, Obj, Store, new_id, now, shape
+from .stripe_params import Params, as_list, check_known, get_metadata, get_str, invalid, keys, merge_metadata
+from .stripe_query import Query, clause_matches
+from .stripe_store import Account, Obj, Store, new_id, now, shape
 
 CUSTOMER_KEYS = keys("address description email metadata name phone preferred_locales tax_exempt invoice_prefix")
 ADDRESS_KEYS = keys("city country line1 line2 postal_code state")
