@@ -219,15 +219,15 @@ def start(service: Service) -> None:
         return
     if read_pid(service) is None:
         service.prepare(service.port)
-        log = (LOGS / f"{service.name}.log").open("ab")
-        process = subprocess.Popen(
-            service.command(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+        with (LOGS / f"{service.name}.log").open("ab") as log:  # the service keeps its own descriptor
+            process = subprocess.Popen(
+                service.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                start_new_session=True,
+            )
         service.pid_file.write_text(str(process.pid))
     deadline = time.monotonic() + service.start_timeout_s
     while time.monotonic() < deadline:

@@ -8,7 +8,7 @@ Run from the repository root: ``python -m deploy.local.emulators.shortener_emula
   same code (also answered 201). No/empty token -> 401; body not JSON, ``url`` missing, not a string,
   not ``http(s)://host…`` or longer than 2048 characters -> 400. Errors are ``{"error": {"code", "message"}}``.
 * ``GET /s/<code>`` -> ``302`` with ``Location: <url>``; unknown code -> 404.
-* The control API of :mod:`control` (health, reset, config latency/rate limit, faults, stats) plus
+* The control API of :mod:`.control` (health, reset, config latency/rate limit, faults, stats) plus
   ``GET /_emulator/objects`` listing the links with their hit counts. The rate limit is per bearer token.
 """
 
@@ -28,8 +28,9 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp
 
-from .control import ControlPlane, Fault
+from .control import ControlPlane
 from .control_http import ResettableApp, control_routes, serve
+from .faults import Fault
 
 _CODE = re.compile(r"(?<=^/s/)[^/]+")
 MAX_URL = 2048

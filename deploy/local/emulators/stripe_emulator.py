@@ -4,7 +4,7 @@ Run from the repository root: ``python -m deploy.local.emulators.stripe_emulator
 
 Speaks enough of ``/v1`` for stripe-python 16 (form-encoded bodies, ``Stripe-Account`` scoping,
 ``Idempotency-Key``): products, prices, customers (+ list by email, search), invoices (+ finalize,
-void, delete, add_lines, lines), invoice items. See :mod:`control` for the ``/_emulator`` control API;
+void, delete, add_lines, lines), invoice items. See :mod:`.control` for the ``/_emulator`` control API;
 this emulator adds ``GET /_emulator/objects?account=acct_…&type=customer|invoice|invoiceitem|price|product``
 (no ``account`` = the platform) and the config keys ``revoked_accounts`` (list of ``acct_…`` answered
 with Stripe's 403) and ``search_visibility_delay_ms`` (new customers stay out of search results that
@@ -33,8 +33,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import stripe_invoices as inv
 from . import stripe_store as st
-from .control import ControlError, ControlPlane, Fault
+from .control import ControlPlane
 from .control_http import ResettableApp, control_routes, serve
+from .faults import ControlError, Fault
 from .stripe_params import Params, StripeError, parse_form
 from .stripe_routes import ROUTES, Ctx, Handler
 
