@@ -54,12 +54,12 @@ unit: .venv/.installed
 
 check: .venv/.installed
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check domain adapters consumer tests
-	.venv/bin/mypy --strict domain adapters consumer
+	.venv/bin/ruff format --check domain adapters consumer tests deploy/local
+	.venv/bin/mypy --strict domain adapters consumer deploy/local
 
 # The whole pipeline on the local stack: seeds a tenant, runs worker and relay, prints a table.
 demo: services-up
-	$(PY) deploy/local/demo.py
+	$(PY) -m deploy.local.demo
 
 # Ratios measured in one run against baselines of the same run; writes .local/bench.json.
 bench: setup

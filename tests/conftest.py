@@ -5,8 +5,8 @@ Each service address comes, in order, from:
 2. a Docker engine, when one answers: testcontainers starts Kafka and MongoDB;
 3. otherwise the session fails with a message naming ``make services-up``.
 
-The emulators are plain Python programs: when no address is given and nothing answers on the default
-port, they are started here as subprocesses, so no Docker is needed for them.
+The emulators are Python modules (``deploy.local.emulators``): when no address is given and nothing
+answers on the default port, they are started here as subprocesses, so no Docker is needed for them.
 
 Under ``CI=true`` no integration test is ever skipped for a missing service: it fails.
 """
@@ -88,7 +88,7 @@ def mongodb_uri() -> Iterator[str]:
     _missing("MongoDB (FerretDB)", "PAYLINK_MONGODB_URI")
 
 
-def _emulator(var: str, default: str, script: str, suffix: str = "") -> Iterator[str]:
+def _emulator(var: str, default: str, module: str, suffix: str = "") -> Iterator[str]:
     """Yields the emulator's base URL, starting it as a subprocess when nothing answers."""
     configured = os.environ.get(var)
     base = (configured or default).removesuffix(suffix)
@@ -96,11 +96,12 @@ def _emulator(var: str, default: str, script: str, suffix: str = "") -> Iterator
     host, port = address.hostname or "127.0.0.1", address.port or 80
     if configured or _port_open(host, port):
         if not _port_open(host, port):
-            _missing(script, var)
+            _missing(module, var)
         yield base
         return
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "deploy" / "local" / "emulators" / script), "--host", host, "--port", str(port)],
+        [sys.executable, "-m", f"deploy.local.emulators.{module}", "--host", host, "--port", str(port)],
+        cwd=ROOT,  # `python -m` imports the package from its working directory
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -108,7 +109,7 @@ def _emulator(var: str, default: str, script: str, suffix: str = "") -> Iterator
     while not _http_ok(f"{base}/_emulator/health"):
         if time.monotonic() > deadline or process.poll() is not None:
             process.kill()
-            _missing(script, var)
+            _missing(module, var)
         time.sleep(0.1)
     try:
         yield base
@@ -127,13 +128,13 @@ def _http_ok(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def stripe_api_base() -> Iterator[str]:
-    yield from _emulator("PAYLINK_STRIPE_API_BASE", "http://127.0.0.1:12111", "stripe_emulator.py")
+    yield from _emulator("PAYLINK_STRIPE_API_BASE", "http://127.0.0.1:12111", "stripe_emulator")
 
 
 @pytest.fixture(scope="session")
 def shortener_base() -> Iterator[str]:
     """The shortener emulator's base URL (``PAYLINK_SHORTENER_URL`` minus its ``/shorten`` path)."""
-    yield from _emulator("PAYLINK_SHORTENER_URL", "http://127.0.0.1:12180/shorten", "shortener_emulator.py", "/shorten")
+    yield from _emulator("PAYLINK_SHORTENER_URL", "http://127.0.0.1:12180/shorten", "shortener_emulator", "/shorten")
 
 
 @pytest.fixture(scope="session")

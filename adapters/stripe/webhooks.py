@@ -39,7 +39,11 @@ class StripeWebhooks:
             event = json.loads(payload)
         except (UnicodeDecodeError, ValueError):
             raise InvalidPayload("the body is not JSON") from None
-        if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        if (
+            not isinstance(event, dict)
+            or not isinstance(event.get("id"), str)
+            or not isinstance(event.get("type"), str)
+        ):
             raise InvalidPayload("the body is not a Stripe event (no id or type)")
         account = event.get("account") if isinstance(event.get("account"), str) else None
         return Notification(event["id"], event["type"], account, _observation(event, account))

@@ -4,6 +4,8 @@ Seeds a fresh CRM account connected to a Stripe (emulator) account, with contact
 `paylink worker` and `paylink relay` as real processes; publishes a handful of requests covering the
 main outcomes; waits for every result on the results topic; prints a table; stops what it started.
 Uses the default settings (topics, database), so what it leaves behind is what `paylink status` shows.
+
+Run from the repository root: `python -m deploy.local.demo` (what `make demo` does).
 """
 
 from __future__ import annotations
@@ -26,12 +28,11 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymongo import AsyncMongoClient
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from consumer.cli.topics import create_topics
+from consumer.runtime.bootstrap import database_name
+from consumer.runtime.settings import Settings
 
-from consumer.cli.topics import create_topics  # noqa: E402
-from consumer.runtime.bootstrap import database_name  # noqa: E402
-from consumer.runtime.settings import Settings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 TIMEOUT_S = 60
 
@@ -48,7 +49,7 @@ async def seed(settings: Settings) -> dict[str, Any]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
     crm = client[settings.crm_database or database_name(settings.mongodb_uri)]
     await crm["accounts"].insert_one({"_id": tenant["account_id"], "stripe": {"account_id": tenant["stripe"]}})
-    contacts = {
+    contacts: dict[str, dict[str, Any]] = {
         "ada": {
             "name": "Ada Lovelace",
             "email": "ada@example.com",

@@ -137,10 +137,11 @@ def prepare_kafka(port: int) -> None:
     if (KAFKA_DATA / "meta.properties").exists():
         return
     cluster_id = new_cluster_id()
+    storage_tool = ["java", "-cp", kafka_classpath(), "kafka.tools.StorageTool"]
     result = subprocess.run(
-        ["java", "-cp", kafka_classpath(), "kafka.tools.StorageTool", "format", "--standalone",
-         f"--cluster-id={cluster_id}", "-c", str(props)],
-        capture_output=True, text=True,
+        [*storage_tool, "format", "--standalone", f"--cluster-id={cluster_id}", "-c", str(props)],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         sys.exit(f"kafka storage format failed:\n{result.stdout}{result.stderr}")
@@ -156,37 +157,46 @@ def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().byte
 
 
 def kafka_command(port: int) -> list[str]:
-    return [
-        "java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC",
-        "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-        "-cp", kafka_classpath(), "kafka.Kafka", str(KAFKA_DATA.parent / "server.properties"),
-    ]
+    jvm = ["-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"]
+    return ["java", *jvm, "-cp", kafka_classpath(), "kafka.Kafka", str(KAFKA_DATA.parent / "server.properties")]
+
+
+def ferretdb_command(port: int) -> list[str]:
+    return [str(LOCAL / "bin" / "ferretdb"), "--listen", f"127.0.0.1:{port}", "--state-dir", str(FERRETDB_DATA)]
+
+
+def emulator_command(module: str, port: int) -> list[str]:
+    """The emulators are the package ``deploy.local.emulators``, run as modules: the services start with
+    the repository root as their working directory, which ``python -m`` puts on ``sys.path``."""
+    return [PYTHON, "-m", f"deploy.local.emulators.{module}", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def emulator_answers(port: int) -> bool:
+    return http_ok(f"http://127.0.0.1:{port}/_emulator/health")
 
 
 def services(args: argparse.Namespace) -> list[Service]:
-    emulators = ROOT / "deploy" / "local" / "emulators"
     return [
         Service(
-            "kafka", args.kafka_port, lambda: kafka_command(args.kafka_port), kafka_answers,
-            prepare=prepare_kafka, start_timeout_s=90,
+            "kafka",
+            args.kafka_port,
+            lambda: kafka_command(args.kafka_port),
+            kafka_answers,
+            prepare=prepare_kafka,
+            start_timeout_s=90,
+        ),
+        Service("ferretdb", args.mongo_port, lambda: ferretdb_command(args.mongo_port), mongo_answers),
+        Service(
+            "stripe-emulator",
+            args.stripe_port,
+            lambda: emulator_command("stripe_emulator", args.stripe_port),
+            emulator_answers,
         ),
         Service(
-            "ferretdb", args.mongo_port,
-            lambda: [str(LOCAL / "bin" / "ferretdb"), "--listen", f"127.0.0.1:{args.mongo_port}",
-                     "--state-dir", str(FERRETDB_DATA)],
-            mongo_answers,
-        ),
-        Service(
-            "stripe-emulator", args.stripe_port,
-            lambda: [PYTHON, str(emulators / "stripe_emulator.py"), "--host", "127.0.0.1",
-                     "--port", str(args.stripe_port)],
-            lambda port: http_ok(f"http://127.0.0.1:{port}/_emulator/health"),
-        ),
-        Service(
-            "shortener-emulator", args.shortener_port,
-            lambda: [PYTHON, str(emulators / "shortener_emulator.py"), "--host", "127.0.0.1",
-                     "--port", str(args.shortener_port)],
-            lambda port: http_ok(f"http://127.0.0.1:{port}/_emulator/health"),
+            "shortener-emulator",
+            args.shortener_port,
+            lambda: emulator_command("shortener_emulator", args.shortener_port),
+            emulator_answers,
         ),
     ]
 
@@ -209,11 +219,15 @@ def start(service: Service) -> None:
         return
     if read_pid(service) is None:
         service.prepare(service.port)
-        log = (LOGS / f"{service.name}.log").open("ab")
-        process = subprocess.Popen(
-            service.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=ROOT, start_new_session=True,
-        )
+        with (LOGS / f"{service.name}.log").open("ab") as log:  # the service keeps its own descriptor
+            process = subprocess.Popen(
+                service.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                start_new_session=True,
+            )
         service.pid_file.write_text(str(process.pid))
     deadline = time.monotonic() + service.start_timeout_s
     while time.monotonic() < deadline:

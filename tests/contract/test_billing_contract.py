@@ -150,7 +150,7 @@ async def emulator(stripe_api_base: str) -> AsyncIterator[tuple[httpx.AsyncClien
         yield http, control
 
 
-@pytest.fixture(params=["fake", "stripe"])
+@pytest.fixture(params=["fake", pytest.param("stripe", marks=pytest.mark.integration)])
 def stripe(request: pytest.FixtureRequest) -> BillingHarness:
     if request.param == "fake":
         return FakeHarness()
@@ -452,6 +452,7 @@ def real_stripe(emulator: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> Stripe
     return StripeHarness(*emulator)
 
 
+@pytest.mark.integration
 async def test_a_revoked_account_is_permission_denied(real_stripe: StripeHarness) -> None:
     stripe = real_stripe
     customer_id = await new_customer(stripe)

@@ -75,7 +75,7 @@ class MongoHarness:
         return await self.database["contacts"].count_documents({})
 
 
-@pytest.fixture(params=["fake", "mongo"])
+@pytest.fixture(params=["fake", pytest.param("mongo", marks=pytest.mark.integration)])
 def crm(request: pytest.FixtureRequest) -> CrmHarness:
     if request.param == "fake":
         return FakeHarness()

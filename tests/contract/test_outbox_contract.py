@@ -62,7 +62,7 @@ def mongo_harness(database: AsyncDatabase[dict[str, Any]]) -> OutboxHarness:
     return OutboxHarness(mongo, stored)
 
 
-@pytest.fixture(params=["fake", "mongo"])
+@pytest.fixture(params=["fake", pytest.param("mongo", marks=pytest.mark.integration)])
 def implementation(request: pytest.FixtureRequest) -> OutboxHarness:
     if request.param == "fake":
         return fake_harness()

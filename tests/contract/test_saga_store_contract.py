@@ -23,7 +23,7 @@ from tests.fakes.world import make_request
 T0 = datetime(2030, 1, 15, 10, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["fake", "mongo"])
+@pytest.fixture(params=["fake", pytest.param("mongo", marks=pytest.mark.integration)])
 def implementation(request: pytest.FixtureRequest) -> SagaStore:
     if request.param == "fake":
         return FakeSagaStore()

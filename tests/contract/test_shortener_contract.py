@@ -88,7 +88,7 @@ class FakeScenarios:
         return FakeShortener("ok" if scenario == "ok" else "none")
 
 
-@pytest.fixture(params=["fake", "http"])
+@pytest.fixture(params=["fake", pytest.param("http", marks=pytest.mark.integration)])
 def scenarios(request: pytest.FixtureRequest) -> HttpScenarios | FakeScenarios:
     if request.param == "fake":
         return FakeScenarios()
@@ -112,6 +112,7 @@ async def test_returns_a_short_url(scenarios: HttpScenarios | FakeScenarios) -> 
     assert other is not None and other != short  # distinct URLs, distinct links
 
 
+@pytest.mark.integration
 async def test_the_short_url_leads_to_the_long_one(http_scenarios: HttpScenarios) -> None:
     shortener = await http_scenarios.make("ok")
     url = long_url()
@@ -137,6 +138,7 @@ async def test_any_failure_is_none_never_an_exception(scenarios: HttpScenarios |
         assert await scenarios.fired() == 1  # the failure really happened on the wire
 
 
+@pytest.mark.integration
 async def test_a_timeout_is_bounded_by_the_configured_timeout(http_scenarios: HttpScenarios) -> None:
     shortener = await http_scenarios.make("timeout")
 

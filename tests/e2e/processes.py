@@ -40,14 +40,16 @@ class PaylinkProcess:
 
     def start(self) -> PaylinkProcess:
         self.starts += 1
-        log = (self._log_dir / f"{self.command}-{id(self)}-{self.starts}.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "consumer.cli", self.command, *self._extra],
-            env=environment(self._settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        # The child writes to its own copy of the descriptor; ours is closed at once (left open, it would
+        # leak until garbage collection: a ResourceWarning, an error under filterwarnings=error).
+        with (self._log_dir / f"{self.command}-{id(self)}-{self.starts}.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "consumer.cli", self.command, *self._extra],
+                env=environment(self._settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         return self
 
     def kill(self) -> None:

@@ -17,8 +17,8 @@ import pytest
 import stripe
 
 KEY = "sk_test_paylink_local_emulator"
-# stripe-python's HTTPXClient posts bytes through httpx's deprecated `data=`; not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
+# stripe-python's HTTPXClient posts bytes through httpx's deprecated `data=`: ignored for every test in
+# pyproject.toml's filterwarnings.
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 # `paylink <subcommand>`: the CLI's commands (consumer/cli.py). `topics` only as `topics create`.
 CLI_COMMANDS = {"worker", "relay", "topics create", "publish", "status", "replay", "schema"}
 METRICS_PORTS = {"worker": 9464, "relay": 9465}
-EMULATOR_SCRIPTS = {"stripe_emulator.py", "shortener_emulator.py"}
+EMULATOR_MODULES = {"stripe_emulator", "shortener_emulator"}
 SECRET_NAME = "paylink-secrets"
 # Settings that hold credentials: every SecretStr field, and the MongoDB URI (it carries the password).
 SECRET_SETTINGS = {
@@ -619,13 +619,13 @@ def test_compose_one_shots_are_awaited() -> None:
     assert one_shots <= awaited, f"one-shots no running service waits for: {one_shots - awaited}"
 
 
-def test_emulator_scripts_exist() -> None:
+def test_emulator_modules_exist() -> None:
     referenced = set()
     for path in MANIFEST_FILES:
-        referenced |= set(re.findall(r"deploy/local/emulators/\w+\.py", path.read_text()))
-    assert {Path(p).name for p in referenced} >= EMULATOR_SCRIPTS
-    missing = sorted(p for p in referenced if not (ROOT / p).is_file())
-    assert not missing, f"referenced emulator scripts missing from the repo: {missing}"
+        referenced |= set(re.findall(r"\bdeploy\.local\.emulators\.\w+", path.read_text()))
+    assert {p.rsplit(".", 1)[1] for p in referenced} >= EMULATOR_MODULES
+    missing = sorted(p for p in referenced if not (ROOT / f"{p.replace('.', '/')}.py").is_file())
+    assert not missing, f"referenced emulator modules missing from the repo: {missing}"
 
 
 def test_compose_emulators_listen_on_all_interfaces() -> None:

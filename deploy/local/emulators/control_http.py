@@ -1,6 +1,6 @@
 """HTTP side of the emulators' control plane: the ``/_emulator`` routes, connection resets, the CLI.
 
-See :mod:`control` for the API and the fault semantics.
+See :mod:`.control` for the API and :mod:`.faults` for the fault semantics.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from control import ConnectionReset, ControlError, ControlPlane
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .control import ConnectionReset, ControlPlane
+from .faults import ControlError
 
 
 def control_routes(plane: ControlPlane) -> list[BaseRoute]:

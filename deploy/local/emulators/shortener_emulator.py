@@ -1,6 +1,6 @@
 """URL shortener emulator (in memory) for paylink's local stack and tests.
 
-Run: ``python deploy/local/emulators/shortener_emulator.py --host 127.0.0.1 --port 12180
+Run from the repository root: ``python -m deploy.local.emulators.shortener_emulator --host 127.0.0.1 --port 12180
 [--public-base http://localhost:12180]``
 
 * ``POST /shorten`` with ``Authorization: Bearer <any non-empty token>`` and JSON ``{"url": "https://…"}``
@@ -8,7 +8,7 @@ Run: ``python deploy/local/emulators/shortener_emulator.py --host 127.0.0.1 --po
   same code (also answered 201). No/empty token -> 401; body not JSON, ``url`` missing, not a string,
   not ``http(s)://host…`` or longer than 2048 characters -> 400. Errors are ``{"error": {"code", "message"}}``.
 * ``GET /s/<code>`` -> ``302`` with ``Location: <url>``; unknown code -> 404.
-* The control API of :mod:`control` (health, reset, config latency/rate limit, faults, stats) plus
+* The control API of :mod:`.control` (health, reset, config latency/rate limit, faults, stats) plus
   ``GET /_emulator/objects`` listing the links with their hit counts. The rate limit is per bearer token.
 """
 
@@ -19,20 +19,18 @@ import json
 import random
 import re
 import string
-import sys
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from control import ControlPlane, Fault
-from control_http import ResettableApp, control_routes, serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp
+
+from .control import ControlPlane
+from .control_http import ResettableApp, control_routes, serve
+from .faults import Fault
 
 _CODE = re.compile(r"(?<=^/s/)[^/]+")
 MAX_URL = 2048

@@ -3,7 +3,7 @@ product inline with ``product_data``)."""
 
 from __future__ import annotations
 
-from stripe_params import (
+from .stripe_params import (
     Params,
     StripeError,
     check_known,
@@ -17,7 +17,7 @@ from stripe_params import (
     keys,
     missing,
 )
-from stripe_store import Account, Obj, new_id, now, shape
+from .stripe_store import Account, Obj, new_id, now, shape
 
 PRODUCT_KEYS = keys("name description metadata active id unit_label url")
 PRICE_KEYS = keys(

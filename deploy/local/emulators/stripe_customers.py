@@ -12,13 +12,15 @@ import re
 import string
 import time
 
-from stripe_params import Params, as_list, check_known, get_metadata, get_str, invalid, keys, merge_metadata
-from stripe_query import Query, clause_matches
-from stripe_store import Account, Obj, Store, new_id, now, shape
+from .stripe_params import Params, as_list, check_known, get_metadata, get_str, invalid, keys, merge_metadata
+from .stripe_query import Query, clause_matches
+from .stripe_store import Account, Obj, Store, new_id, now, shape
 
 CUSTOMER_KEYS = keys("address description email metadata name phone preferred_locales tax_exempt invoice_prefix")
 ADDRESS_KEYS = keys("city country line1 line2 postal_code state")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Stripe's limits (its API reference): a longer value is refused, never truncated.
+MAX_LENGTHS = {"description": 512, "name": 256, "phone": 20, "email": 512}
 
 
 def _address(p: Params, key: str) -> Obj | bool | None:
@@ -37,9 +39,9 @@ def _address(p: Params, key: str) -> Obj | bool | None:
 def _customer_fields(p: Params) -> Obj:
     check_known(p, CUSTOMER_KEYS)
     fields: Obj = {}
-    for key in ("description", "name", "phone", "email"):
+    for key, max_len in MAX_LENGTHS.items():
         if key in p:
-            fields[key] = get_str(p, key, max_len=512) or None
+            fields[key] = get_str(p, key, max_len=max_len) or None
     if fields.get("email") and not EMAIL_RE.fullmatch(fields["email"]):
         raise invalid(f"Invalid email address: {fields['email']}", "email", "email_invalid")
     address = _address(p, "address")

@@ -1,10 +1,10 @@
 """Stateful Stripe API emulator (in memory) for paylink's local stack, tests and benchmarks.
 
-Run: ``python deploy/local/emulators/stripe_emulator.py --host 127.0.0.1 --port 12111``
+Run from the repository root: ``python -m deploy.local.emulators.stripe_emulator --host 127.0.0.1 --port 12111``
 
 Speaks enough of ``/v1`` for stripe-python 16 (form-encoded bodies, ``Stripe-Account`` scoping,
 ``Idempotency-Key``): products, prices, customers (+ list by email, search), invoices (+ finalize,
-void, delete, add_lines, lines), invoice items. See :mod:`control` for the ``/_emulator`` control API;
+void, delete, add_lines, lines), invoice items. See :mod:`.control` for the ``/_emulator`` control API;
 this emulator adds ``GET /_emulator/objects?account=acct_…&type=customer|invoice|invoiceitem|price|product``
 (no ``account`` = the platform) and the config keys ``revoked_accounts`` (list of ``acct_…`` answered
 with Stripe's 403) and ``search_visibility_delay_ms`` (new customers stay out of search results that
@@ -23,23 +23,21 @@ import json
 import random
 import re
 import string
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import stripe_invoices as inv
-import stripe_store as st
-from control import ControlError, ControlPlane, Fault
-from control_http import ResettableApp, control_routes, serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
-from stripe_params import Params, StripeError, parse_form
-from stripe_routes import ROUTES, Ctx, Handler
+
+from . import stripe_invoices as inv
+from . import stripe_store as st
+from .control import ControlPlane
+from .control_http import ResettableApp, control_routes, serve
+from .faults import ControlError, Fault
+from .stripe_params import Params, StripeError, parse_form
+from .stripe_routes import ROUTES, Ctx, Handler
 
 _ID_SEGMENT = re.compile(r"(?<=/)(cus|in|ii|il|price|prod|acct)_[^/]+")
 LOCK_MESSAGE = (

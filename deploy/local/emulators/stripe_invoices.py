@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import string
 
-from stripe_params import (
+from .stripe_params import (
     Params,
     check_known,
     get_bool,
@@ -26,7 +26,7 @@ from stripe_params import (
     merge_metadata,
     state_error,
 )
-from stripe_store import Account, Obj, new_id, now, paginate, shape
+from .stripe_store import Account, Obj, new_id, now, paginate, shape
 
 INLINE_LINES = 10
 INVOICE_KEYS = keys(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stripe_invoices import draft_invoice, recompute
-from stripe_params import (
+from .stripe_invoices import draft_invoice, recompute
+from .stripe_params import (
     Params,
     as_list,
     check_known,
@@ -30,7 +30,7 @@ from stripe_params import (
     missing,
     state_error,
 )
-from stripe_store import Account, Obj, new_id, now, paginate, shape
+from .stripe_store import Account, Obj, new_id, now, paginate, shape
 
 MAX_ITEMS = 250
 ITEM_KEYS = keys(

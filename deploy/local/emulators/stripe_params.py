@@ -12,6 +12,8 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
+from .stripe_currencies import ISO_4217, invalid_currency_message
+
 DOCS = "https://stripe.com/docs/error-codes/"
 Params = dict[str, Any]
 
@@ -133,8 +135,13 @@ def get_str(params: Params, key: str, *, required: bool = False, max_len: int = 
             "parameter_invalid_empty",
         )
     if len(value) > max_len:
-        raise invalid(f"Invalid {name}: must be at most {max_len} characters", name)
+        raise invalid(f"Invalid string: {_abridged(value)}; must be at most {max_len} characters", name)
     return value
+
+
+def _abridged(value: str) -> str:
+    """How Stripe quotes a long value in an error: its first and last ten characters."""
+    return value if len(value) <= 23 else f"{value[:10]}...{value[-10:]}"
 
 
 def get_int(
@@ -231,8 +238,8 @@ def get_currency(params: Params, key: str = "currency", *, required: bool = Fals
     if value is None:
         return None
     name = f"{prefix}[{key}]" if prefix else key
-    if not re.fullmatch(r"[a-zA-Z]{3}", value):
-        raise invalid(f"Invalid currency: {value}. Stripe currently supports these currencies: usd, eur, ...", name)
+    if value.lower() not in ISO_4217:
+        raise invalid(invalid_currency_message(value), name)
     return value.lower()
 
 

@@ -6,13 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import stripe_catalog as catalog
-import stripe_customers as customers
-import stripe_invoices as inv
-import stripe_items as items
-import stripe_store as st
-from stripe_params import Params, check_known, get_int, get_str, invalid, keys
-from stripe_query import QueryError, parse_query
+from . import stripe_catalog as catalog
+from . import stripe_customers as customers
+from . import stripe_invoices as inv
+from . import stripe_items as items
+from . import stripe_store as st
+from .stripe_params import Params, check_known, get_int, get_str, invalid, keys
+from .stripe_query import QueryError, parse_query
 
 LIST_KEYS = keys("limit starting_after ending_before")
 

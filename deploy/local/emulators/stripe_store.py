@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from stripe_params import Params, invalid, list_args, no_such
+from .stripe_params import Params, invalid, list_args, no_such
 
 PLATFORM_ACCOUNT = "acct_1PaylinkEmulatorPlatfrm"
 _ALNUM = string.ascii_letters + string.digits
