@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"paylink: invalid settings: {problems}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command not in ("worker", "relay", "schema"):
+    if args.command not in ("worker", "relay", "webhooks", "schema"):
         quiet_logging(settings)
     command = resolve(args.run)
     try:

@@ -70,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
         process = command(name, run, summary)
         process.add_argument("--metrics-port", type=int, help="serve /metrics, /healthz, /readyz on this port")
 
+    hooks = command(
+        "webhooks",
+        "processes:webhooks",
+        "receive Stripe Connect webhooks: lifecycle events of the links (SIGTERM drains)",
+        "Serves POST /stripe/webhooks (and /healthz, /readyz, /metrics) on PAYLINK_WEBHOOKS_HOST and\n"
+        "PAYLINK_WEBHOOKS_PORT. Deliveries must be signed with one of PAYLINK_STRIPE_WEBHOOK_SECRETS (register the\n"
+        "endpoint in Stripe with connect=true and the invoice.* events); each paid, failed, uncollectible or voided\n"
+        "invoice of a link becomes a lifecycle event on the results topic.",
+    )
+    hooks.add_argument("--port", type=int, help="listen on this port instead of PAYLINK_WEBHOOKS_PORT")
+
     topics_group = command("topics", None, "manage the Kafka topics")
     topics_sub = topics_group.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
     topics_sub.add_parser(

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from adapters.mongo.lifecycle_store import MongoLifecycleStore
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -34,11 +35,13 @@ from adapters.mongo.setup import ensure_indexes
 from adapters.shortener import HttpShortener
 from adapters.stripe.billing import StripeBilling, make_stripe_client, make_stripe_session
 from adapters.stripe.rate_limit import AccountRateLimiter
+from adapters.stripe.webhooks import StripeWebhooks
 from adapters.system import RandomIds, SystemClock
 from consumer import metrics
 from consumer.app.replay import Replayer
 from consumer.app.requests import RequestHandler
 from consumer.app.retry import RetryPolicy
+from consumer.app.webhooks import WebhookIntake
 from consumer.ports import (
     DeadLetterArchive,
     Lease,
@@ -51,6 +54,7 @@ from consumer.ports import (
 from consumer.runtime.relay import Relay, RelayOptions
 from consumer.runtime.settings import Settings
 from consumer.runtime.worker import Worker, WorkerOptions
+from domain.lifecycle_service import LinkLifecycle
 from domain.ports import Clock
 from domain.saga import PaymentLinkSaga
 
@@ -71,6 +75,7 @@ class Components:
     sagas: SagaQueries
     outbox: OutboxReader
     dead_letters: DeadLetterArchive
+    lifecycle: LinkLifecycle
 
 
 @dataclass
@@ -130,7 +135,10 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             ids=RandomIds(),
             items_per_call=settings.stripe_items_per_call,
         )
-        yield Components(settings, mongo, database, crm_database, http, saga, sagas, outbox, MongoDeadLetters(database))
+        lifecycle = LinkLifecycle(sagas=sagas, store=MongoLifecycleStore(database), outbox=outbox, clock=CLOCK)
+        yield Components(
+            settings, mongo, database, crm_database, http, saga, sagas, outbox, MongoDeadLetters(database), lifecycle
+        )
     finally:
         await stripe_session.close()
         await http.aclose()
@@ -167,6 +175,18 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 def build_replayer(components: Components) -> Replayer:
     return Replayer(components.saga, components.sagas, retry_policy(components.settings), CLOCK)
+
+
+# A webhook delivery waits for its retries (Stripe times deliveries out after some seconds and retries
+# on its own), so the intake retries a store fault only briefly.
+WEBHOOK_RETRY_ATTEMPTS = 3
+
+
+def build_webhook_intake(components: Components) -> WebhookIntake:
+    settings = components.settings
+    reader = StripeWebhooks(settings.webhook_secrets(), settings.webhook_tolerance_s)
+    policy = RetryPolicy(min(WEBHOOK_RETRY_ATTEMPTS, settings.retry_attempts), settings.retry_initial_s, 1.0)
+    return WebhookIntake(reader, components.lifecycle, policy)
 
 
 def build_worker(components: Components, consumer: MessageConsumer) -> Worker:

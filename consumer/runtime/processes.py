@@ -1,4 +1,4 @@
-"""The long-running processes: ``paylink worker`` and ``paylink relay``.
+"""The long-running processes: ``paylink worker``, ``paylink relay`` and ``paylink webhooks``.
 
 Both stop gracefully on SIGTERM/SIGINT: the worker stops fetching, lets in-flight sagas finish within
 ``drain_timeout_s``, commits and leaves the group; the relay finishes its batch and releases its lease
@@ -29,6 +29,7 @@ from consumer.runtime import logs
 from consumer.runtime.bootstrap import (
     Components,
     build_relay,
+    build_webhook_intake,
     build_worker,
     make_consumer,
     make_producer,
@@ -37,6 +38,7 @@ from consumer.runtime.bootstrap import (
 from consumer.runtime.health import HealthServer, ReadinessCheck
 from consumer.runtime.relay import Relay
 from consumer.runtime.settings import Settings
+from consumer.runtime.webhooks import build_app, serve
 
 log = logging.getLogger("paylink")
 SAMPLE_INTERVAL_S = 1.0  # gauges read from Kafka/MongoDB (lag, backlog) are refreshed this often
@@ -112,6 +114,21 @@ async def run_relay(settings: Settings, metrics_port: int | None = None) -> None
         finally:
             await producer.stop()
         log.info("relay stopped", extra={"published": relay.stats.published})
+
+
+async def run_webhooks(settings: Settings) -> None:
+    """Serves Stripe webhooks until SIGTERM/SIGINT (``consumer.runtime.webhooks``)."""
+    stop = stop_on_signals()
+    async with open_components(settings) as components:
+        intake = build_webhook_intake(components)
+
+        async def ready() -> str | None:
+            await components.mongo.admin.command("ping")
+            return None
+
+        app = build_app(intake, ready)
+        await serve(app, settings.webhooks_host, settings.webhooks_port, stop, settings.webhooks_drain_s)
+    log.info("webhooks stopped")
 
 
 async def started(make: Callable[[], Client], stop: asyncio.Event, what: str) -> Client | None:
