@@ -166,6 +166,25 @@ def build_parser() -> argparse.ArgumentParser:
         "a saga a live worker is on is never taken)",
     )
 
+    reconciling = command(
+        "reconcile",
+        "reconcile:reconcile",
+        "read links' invoices from Stripe and publish the lifecycle events webhooks missed",
+        "For created links whose lifecycle is not final (paid or void), reads the invoice from Stripe and publishes\n"
+        "the lifecycle events that are missing (a lost or misconfigured webhook). Events have deterministic ids, so\n"
+        "what a webhook already published is not published again. A table of the links and a summary go to stdout.",
+    )
+    reconciling.add_argument(
+        "--since",
+        type=moment,
+        default=timedelta(hours=72),
+        metavar="WHEN",
+        help="links updated from WHEN: ISO date/time, or 72h (= 72 hours ago; the default)",
+    )
+    reconciling.add_argument("--account", metavar="ACCOUNT_ID", help="only this CRM account")
+    reconciling.add_argument("--limit", type=int, default=10_000, help="at most this many links (default 10000)")
+    reconciling.add_argument("--dry-run", action="store_true", help="read and list; publish nothing")
+
     letters = command("dead-letters", None, "inspect and purge dead letters (messages that could not be processed)")
     letters_sub = letters.add_subparsers(dest="letters_command", required=True, metavar="ACTION")
 

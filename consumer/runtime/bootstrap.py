@@ -38,6 +38,7 @@ from adapters.stripe.rate_limit import AccountRateLimiter
 from adapters.stripe.webhooks import StripeWebhooks
 from adapters.system import RandomIds, SystemClock
 from consumer import metrics
+from consumer.app.reconcile import OverdueScan, Reconciler
 from consumer.app.replay import Replayer
 from consumer.app.requests import RequestHandler
 from consumer.app.retry import RetryPolicy
@@ -52,14 +53,16 @@ from consumer.ports import (
     Unreachable,
 )
 from consumer.runtime.relay import Relay, RelayOptions
+from consumer.runtime.scan import LEASE_INTERVALS, ScanLoop
 from consumer.runtime.settings import Settings
 from consumer.runtime.worker import Worker, WorkerOptions
 from domain.lifecycle_service import LinkLifecycle
-from domain.ports import Clock
+from domain.ports import Billing, Clock, LifecycleStore
 from domain.saga import PaymentLinkSaga
 
 Document = dict[str, Any]
 RELAY_LEASE = "outbox-relay"
+SCAN_LEASE = "overdue-scan"
 CLOCK: Clock = SystemClock()  # the one clock of the processes
 CLI_TIMEOUT_S = 5.0  # how long a command waits for MongoDB before it reports it unreachable
 
@@ -76,6 +79,8 @@ class Components:
     outbox: OutboxReader
     dead_letters: DeadLetterArchive
     lifecycle: LinkLifecycle
+    lifecycles: LifecycleStore
+    billing: Billing
 
 
 @dataclass
@@ -135,9 +140,21 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             ids=RandomIds(),
             items_per_call=settings.stripe_items_per_call,
         )
-        lifecycle = LinkLifecycle(sagas=sagas, store=MongoLifecycleStore(database), outbox=outbox, clock=CLOCK)
+        lifecycles = MongoLifecycleStore(database)
+        lifecycle = LinkLifecycle(sagas=sagas, store=lifecycles, outbox=outbox, clock=CLOCK)
         yield Components(
-            settings, mongo, database, crm_database, http, saga, sagas, outbox, MongoDeadLetters(database), lifecycle
+            settings,
+            mongo,
+            database,
+            crm_database,
+            http,
+            saga,
+            sagas,
+            outbox,
+            MongoDeadLetters(database),
+            lifecycle,
+            lifecycles,
+            billing,
         )
     finally:
         await stripe_session.close()
@@ -187,6 +204,26 @@ def build_webhook_intake(components: Components) -> WebhookIntake:
     reader = StripeWebhooks(settings.webhook_secrets(), settings.webhook_tolerance_s)
     policy = RetryPolicy(min(WEBHOOK_RETRY_ATTEMPTS, settings.retry_attempts), settings.retry_initial_s, 1.0)
     return WebhookIntake(reader, components.lifecycle, policy)
+
+
+def build_reconciler(components: Components, clock: Clock = CLOCK) -> Reconciler:
+    return Reconciler(
+        sagas=components.sagas,
+        lifecycles=components.lifecycles,
+        billing=components.billing,
+        lifecycle=components.lifecycle,
+        policy=retry_policy(components.settings),
+        clock=clock,
+    )
+
+
+def build_scan_loop(components: Components, clock: Clock = CLOCK) -> ScanLoop:
+    """The overdue scan (tests pass a clock set past the due dates)."""
+    settings = components.settings
+    scan = OverdueScan(build_reconciler(components, clock), clock, batch=settings.overdue_scan_batch)
+    length = timedelta(seconds=settings.overdue_scan_interval_s * LEASE_INTERVALS)
+    lease = MongoLease(components.database, SCAN_LEASE, relay_owner(), length)
+    return ScanLoop(scan, lease, settings.overdue_scan_interval_s)
 
 
 def build_worker(components: Components, consumer: MessageConsumer) -> Worker:

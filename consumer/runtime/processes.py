@@ -1,4 +1,5 @@
-"""The long-running processes: ``paylink worker``, ``paylink relay`` and ``paylink webhooks``.
+"""The long-running processes: ``paylink worker``, ``paylink relay`` (with the overdue scan) and
+``paylink webhooks``.
 
 Both stop gracefully on SIGTERM/SIGINT: the worker stops fetching, lets in-flight sagas finish within
 ``drain_timeout_s``, commits and leaves the group; the relay finishes its batch and releases its lease
@@ -29,6 +30,7 @@ from consumer.runtime import logs
 from consumer.runtime.bootstrap import (
     Components,
     build_relay,
+    build_scan_loop,
     build_webhook_intake,
     build_worker,
     make_consumer,
@@ -110,7 +112,8 @@ async def run_relay(settings: Settings, metrics_port: int | None = None) -> None
             async with _observed(
                 metrics_port or settings.metrics_port, ready, _outbox_sampler(components, relay), stop
             ):
-                await relay.run(stop)
+                # The overdue scan runs beside the relay, under a lease of its own.
+                await asyncio.gather(relay.run(stop), build_scan_loop(components).run(stop))
         finally:
             await producer.stop()
         log.info("relay stopped", extra={"published": relay.stats.published})

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     )
     webhooks_drain_s: float = Field(10.0, gt=0, description="SIGTERM: how long deliveries in progress may finish")
 
+    overdue_scan_interval_s: float = Field(
+        300.0, gt=0, description="how often the relay holding the scan lease looks for links past their due date"
+    )
+    overdue_scan_batch: int = Field(1000, ge=1, description="links looked at per overdue scan pass (oldest first)")
+
     # Operations
     metrics_port: int | None = Field(
         None, description="serve /metrics, /healthz, /readyz on this port (off when unset)"
