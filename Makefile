@@ -55,7 +55,7 @@ unit: .venv/.installed
 check: .venv/.installed
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check domain adapters consumer tests deploy/local
-	.venv/bin/mypy --strict domain adapters consumer deploy/local
+	.venv/bin/mypy --strict domain adapters consumer deploy/local tests
 
 # The whole pipeline on the local stack: seeds a tenant, runs worker and relay, prints a table.
 demo: services-up

@@ -65,7 +65,7 @@ def kafka_bootstrap() -> Iterator[str]:
         yield configured
         return
     if _docker_engine_answers():
-        from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
+        from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft() as kafka:
             yield kafka.get_bootstrap_server()
@@ -80,7 +80,7 @@ def mongodb_uri() -> Iterator[str]:
         yield configured
         return
     if _docker_engine_answers():
-        from testcontainers.mongodb import MongoDbContainer  # type: ignore[import-untyped]
+        from testcontainers.mongodb import MongoDbContainer
 
         with MongoDbContainer("mongo:8.0") as mongo:
             yield mongo.get_connection_url()

@@ -3,6 +3,7 @@ duplicate nothing — every request gets exactly one result, Stripe holds exactl
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -64,7 +65,7 @@ async def test_sigkilled_workers_and_relay_lose_and_duplicate_nothing(
     async with ResultCollector(stack) as collector:
         await produce(stack, bodies)
         for threshold in (8, 20, 35):
-            await wait_until(lambda t=threshold: sagas_at_least(t), 120, f"{threshold} sagas started")
+            await wait_until(functools.partial(sagas_at_least, threshold), 120, f"{threshold} sagas started")
             worker.kill()
             kills += 1
             worker.start()

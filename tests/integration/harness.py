@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -73,7 +73,7 @@ class Tenant:
 async def seed_tenant(
     db: AsyncDatabase[dict[str, Any]],
     stripe_base: str,
-    contacts: dict[str, dict[str, Any]],
+    contacts: Mapping[str, Mapping[str, Any]],
     prices: dict[str, int] | None = None,
     connected: bool = True,
 ) -> Tenant:
@@ -117,7 +117,7 @@ def request(tenant: Tenant, contact: str, **fields: Any) -> dict[str, Any]:
     return body
 
 
-async def produce(settings: Settings, messages: list[dict[str, Any] | bytes], key: bytes | None = None) -> None:
+async def produce(settings: Settings, messages: Sequence[dict[str, Any] | bytes], key: bytes | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
     await producer.start()
     try:

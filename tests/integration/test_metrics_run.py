@@ -6,6 +6,7 @@ starts as a standby (another owner holds the lease) so the backlog gauges have s
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -74,7 +75,7 @@ async def test_metrics_health_and_logs_of_a_whole_run(
     relay = PaylinkProcess("relay", stack, tmp_path, "--metrics-port", str(relay_port)).start()
     try:
         for port in (worker_port, relay_port):
-            await wait_until(lambda p=port: _is(http_status(p, "/healthz"), 200), 30, f"/healthz on {port}")
+            await wait_until(functools.partial(_healthy, port), 30, f"/healthz on {port}")
         await wait_until(lambda: _is(http_status(worker_port, "/readyz"), 200), 30, "the worker's partitions")
         assert await http_status(relay_port, "/readyz") == 200, "a standby relay is ready too"
 
@@ -183,3 +184,7 @@ def _in(seconds: float) -> datetime:
 
 async def _is(status: Any, expected: int) -> bool:
     return bool(await status == expected)
+
+
+async def _healthy(port: int) -> bool:
+    return await _is(http_status(port, "/healthz"), 200)

@@ -21,7 +21,7 @@ from tests.integration.harness import (
     stripe_objects,
 )
 
-CONTACTS = {
+CONTACTS: dict[str, dict[str, Any]] = {
     "ada": {
         "name": "Ada Lovelace",
         "email": "ada@example.com",

@@ -151,13 +151,13 @@ def test_a_429_with_retry_after_carries_the_hint() -> None:
 
 
 def test_the_worker_backoff_waits_at_least_the_hint() -> None:
-    from tenacity import RetryCallState
+    from tenacity import AsyncRetrying, RetryCallState
 
     from consumer.app.retry import RetryPolicy
     from domain.errors import RetryableError
 
     policy = RetryPolicy(attempts=3, initial_s=0.1, max_s=0.1)
-    state = RetryCallState(None, None, (), {})
+    state = RetryCallState(AsyncRetrying(), None, (), {})
     state.set_exception((RetryableError, RetryableError(retry_after_s=3.0), None))
     assert policy.wait(state) == 3.0
     state.set_exception((RetryableError, RetryableError(), None))
