@@ -1,6 +1,6 @@
 """What the saga reads from the CRM store: a contact (with its Stripe customer links).
 
-``Contact.from_document`` maps a ``contacts`` document of the contract (DESIGN.md, "CRM store") so
+``Contact.from_document`` maps a ``contacts`` document of the contract (docs/contract.md, "CRM store") so
 every adapter reads it the same way; ``_id`` may be an ObjectId or a string (both become ``str``).
 Blank strings count as absent.
 """

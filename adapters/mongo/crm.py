@@ -1,4 +1,4 @@
-"""The CRM directory over the ``accounts`` and ``contacts`` collections (DESIGN.md, "CRM store").
+"""The CRM directory over the ``accounts`` and ``contacts`` collections (docs/contract.md, "CRM store").
 
 Ids: a 24-hex id is looked up as an ObjectId first, then as a string (CRMs store either); any other id
 as a string. A contact whose ``account_id`` is not the request's is "not found": tenants never see each

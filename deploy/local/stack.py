@@ -5,7 +5,7 @@
 Every part is idempotent: `up` starts only what does not already answer, `down` stops only the
 processes this script started (by the pid files under `.local/run/`, never by name), `status`
 prints each service and whether it answers. State and logs live under the git-ignored `.local/`.
-Addresses default to DESIGN.md's and can be moved with `--kafka-port`, `--mongo-port`,
+Addresses default to those in docs/contract.md and can be moved with `--kafka-port`, `--mongo-port`,
 `--stripe-port`, `--shortener-port`.
 
 The prerequisites (Kafka's jars, the FerretDB binary, the venv) are built by the Makefile.

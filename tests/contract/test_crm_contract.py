@@ -1,7 +1,7 @@
 """Contract of ``CrmDirectory`` (domain/ports.py): the same tests on ``FakeCrm`` and on ``MongoCrmDirectory``.
 
 Each implementation comes with a tiny harness that seeds raw ``accounts``/``contacts`` documents of the
-contract (DESIGN.md, "CRM store") and reads back what was stored, so the tests see the store itself and
+contract (docs/contract.md, "CRM store") and reads back what was stored, so the tests see the store itself and
 not only what the port answers.
 """
 
