@@ -122,6 +122,14 @@ def test_a_problem_names_its_field_bounded_to_80_characters() -> None:
     assert long.message == f"invalid PaymentLinkRequested: {'k' * 79}…: Extra inputs are not permitted"
 
 
+def test_a_problem_of_the_whole_request_is_located_at_request() -> None:
+    error = _rejected(request_document(due_date="2030-02-01"))  # and days_until_due
+    assert error.reason is Reason.INVALID_DUE_DATE
+    assert error.message == (
+        "invalid PaymentLinkRequested: request: give exactly one of due_date (YYYY-MM-DD) or days_until_due (1..365)"
+    )
+
+
 def test_a_line_rule_names_the_line_and_its_kind() -> None:
     error = _rejected(request_document(line_items=[{"description": "d", "amount": 99_999_999, "quantity": 2}]))
     assert error.reason is Reason.INVALID_LINE_ITEMS

@@ -17,7 +17,15 @@ from domain.events import PaymentLinkCreated, PaymentLinkFailed
 from domain.intake import parse_request
 from domain.saga_record import SagaRecord
 from tests.fakes.faults import SimulatedCrash
-from tests.fakes.world import REQUEST_ID, STRIPE_ACCOUNT, World, make_request, request_document, run_like_worker
+from tests.fakes.world import (
+    ACCOUNT,
+    REQUEST_ID,
+    STRIPE_ACCOUNT,
+    World,
+    make_request,
+    request_document,
+    run_like_worker,
+)
 
 LATER_PRICE_LINES = [{"price_id": "price_basic", "quantity": 2}, {"price_id": "price_later"}]
 
@@ -39,10 +47,25 @@ async def test_a_restart_after_a_permanent_failure_puts_every_line_on_a_new_draf
     assert isinstance(created, PaymentLinkCreated)
     assert created.due_date == world.clock.now().date() + timedelta(days=14)
     assert created.amount_due == 2 * 1500 + 700
+    assert created.short_url is not None and created.url == created.short_url  # the new invoice is shortened
     invoice = world.billing.invoices[created.invoice_id]
     assert [item["metadata"]["line_index"] for item in invoice.items] == ["0", "1"]
     assert ("create_draft_invoice", f"paylink-{REQUEST_ID}-r1-draft") in world.billing.keys_used
     assert (saved(world)["restarts"], saved(world)["items_added"], saved(world)["attempt"]) == (1, 2, 2)
+
+
+async def test_a_restart_that_fails_early_keeps_nothing_of_the_old_run() -> None:
+    world = World()
+    await world.saga().run(make_request(line_items=LATER_PRICE_LINES))
+    assert saved(world)["stripe_account"] == STRIPE_ACCOUNT and saved(world)["description"]
+    world.crm.add_account(ACCOUNT, None)  # disconnected meanwhile
+
+    again = await world.saga().replay(REQUEST_ID)
+
+    assert isinstance(again, PaymentLinkFailed) and again.reason == "account_not_connected"
+    old_run = ("stripe_account", "description", "customer_id", "invoice_id", "invoice", "short_url")
+    assert {name: saved(world)[name] for name in old_run} == dict.fromkeys(old_run)
+    assert (saved(world)["items_added"], saved(world)["shortened"]) == (0, False)
 
 
 async def test_undoing_an_uncollectible_invoice_voids_it() -> None:
