@@ -14,7 +14,7 @@ export PAYLINK_SHORTENER_URL ?= http://127.0.0.1:12180/shorten
 
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit check services-up services-down services-status demo bench reliability clean
+.PHONY: setup test unit check services-up services-down services-status demo bench reliability mutation clean
 
 setup: .venv/.installed $(KAFKA_LIBS)/.resolved $(FERRETDB)
 
@@ -68,6 +68,13 @@ bench: setup
 # Crash, restart and fault-storm scenarios on a private stack; exits non-zero on any violation.
 reliability: setup
 	$(PY) -m tests.reliability.run
+
+# Mutation testing of domain/ against tests/unit (config: [tool.mutmut] in pyproject.toml; work dir mutants/),
+# then the grade: exits non-zero below 95% killed overall or 90% in any module (tests/mutation/score.py).
+mutation: .venv/.installed
+	rm -rf mutants
+	.venv/bin/mutmut run --max-children 2
+	$(PY) tests/mutation/score.py
 
 clean: services-down
 	rm -rf $(LOCAL) .venv

@@ -1,12 +1,21 @@
 """An in-memory Stripe for the ``Billing`` port: stateful, idempotent, strict, and breakable on demand.
 
-- every POST honours its idempotency key like Stripe: the same key with the same parameters returns the
-  first result, with other parameters fails (``stripe_invalid_request``); errors are not remembered;
+- every POST needs an idempotency key (1..255 characters) and honours it like Stripe: the same key with the
+  same parameters returns the first result, with other parameters fails (``stripe_invalid_request``);
+  errors are not remembered. ``keys_used`` records (call, key) of every POST;
+- ``add_invoice_items`` posts like ``StripeBilling``: a run of lines ``add_lines`` can express (a price, or an
+  amount with quantity 1) is one ``add_lines`` POST keyed by the batch key (all or nothing; several runs:
+  ``<key>-<first>-<stop>``), any other line one ``add_invoice_item`` POST keyed by the item's own key;
+- objects live on one connected account: another account's invoice is "No such invoice" (a delete of it is
+  the "already gone" no-op the port allows, and changes nothing); an item's ``customer`` must be its
+  invoice's customer, and its ``metadata.line_index`` (paylink's own contract) the request line's index;
+- ``hosted_urls = False`` makes finalised invoices come back without a hosted URL;
 - ``created`` counts objects really created (customers, invoices, invoice items): a replayed POST
   does not count, so "nothing was created twice" is ``created`` equal to a clean run's;
 - ``faults.add(call, error, times=1|N|None, after_effect=False)`` fails a call before it acts, or
   after (``after_effect=True``: the effect happens but the caller sees the error, a lost response).
-  Calls: the port's method names, plus ``add_invoice_item`` (each item within a batch).
+  Calls: the port's method names, plus ``add_invoice_item`` (each line: its own POST, or within an
+  ``add_lines`` batch before anything is added) and ``add_lines``.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ class FakeBilling:
         self.prices: dict[tuple[str, str], tuple[int, str]] = {}  # (account, price id) → (unit, currency)
         self._idempotent: dict[tuple[str, str], tuple[str, Any]] = {}
         self._sequence = 0
+        self.hosted_urls = True
 
     # --- test setup and inspection -------------------------------------------------------------
 
@@ -106,28 +116,57 @@ class FakeBilling:
     ) -> None:
         self.faults.check("add_invoice_items")
         self.calls.append("add_invoice_items")
-        for item in items:
-            params = item.stripe_params(invoice_id)
-            self._post("add_invoice_item", stripe_account, item.idempotency_key, params, self._item_adder(params))
+        _check_key(idempotency_key)
+        if not items:
+            raise stripe_rules.invalid("lines: at least one line is required")
+        runs = _runs(items)
+        for run in runs:
+            if len(run) == 1:
+                params = run[0].stripe_params(invoice_id)
+                adder = self._items_adder(stripe_account, [params])
+                self._post("add_invoice_item", stripe_account, run[0].idempotency_key, params, adder)
+                continue
+            key = idempotency_key if len(runs) == 1 else f"{idempotency_key}-{run[0].index}-{run[-1].index + 1}"
+            lines = [item.stripe_params(invoice_id) for item in run]
+            self._post("add_lines", stripe_account, key, {"lines": lines}, self._items_adder(stripe_account, lines))
         self.faults.check("add_invoice_items", after_effect=True)
 
-    def _item_adder(self, params: dict[str, Any]) -> Callable[[], str]:
-        def add() -> str:
-            stripe_rules.check_item(params)
-            invoice = self.invoices.get(params["invoice"])
-            if invoice is None or invoice.status != "draft":
-                raise stripe_rules.invalid("invoice items can only be added to a draft invoice")
-            unit, currency = self._unit_price(invoice, params)
-            if currency != invoice.params["currency"]:
-                raise stripe_rules.invalid("the price's currency differs from the invoice's")
-            if len(invoice.items) >= stripe_rules.MAX_INVOICE_LINES:
-                raise stripe_rules.invalid("at most 250 invoice items")
-            item_id = self._new_id("ii")
-            invoice.items.append({**params, "id": item_id, "amount": unit * params["quantity"]})
-            self.created["invoice_item"] += 1
-            return item_id
+    def _items_adder(self, stripe_account: str, lines: list[dict[str, Any]]) -> Callable[[], list[str]]:
+        """Adds ``lines`` (each ``InvoiceItem.stripe_params``) all or nothing; faults of ``add_invoice_item``
+        fire per line, before anything is added."""
+
+        def add() -> list[str]:
+            amounts = []
+            for params in lines:
+                if len(lines) > 1:
+                    self.faults.check("add_invoice_item")
+                amounts.append(self._checked_amount(stripe_account, params))
+            added = []
+            for params, amount in zip(lines, amounts, strict=True):
+                invoice = self.invoices[params["invoice"]]
+                item_id = self._new_id("ii")
+                invoice.items.append({**params, "id": item_id, "amount": amount})
+                self.created["invoice_item"] += 1
+                added.append(item_id)
+            return added
 
         return add
+
+    def _checked_amount(self, stripe_account: str, params: dict[str, Any]) -> int:
+        stripe_rules.check_item(params)
+        invoice = self.invoices.get(params["invoice"])
+        if invoice is None or invoice.stripe_account != stripe_account:
+            raise stripe_rules.invalid(f"No such invoice: {params['invoice']}")
+        if invoice.status != "draft":
+            raise stripe_rules.invalid("invoice items can only be added to a draft invoice")
+        if params["customer"] != invoice.params["customer"]:
+            raise stripe_rules.invalid("The invoice item's customer must be the invoice's customer.")
+        unit, currency = self._unit_price(invoice, params)
+        if currency != invoice.params["currency"]:
+            raise stripe_rules.invalid("the price's currency differs from the invoice's")
+        if len(invoice.items) >= stripe_rules.MAX_INVOICE_LINES:
+            raise stripe_rules.invalid("at most 250 invoice items")
+        return unit * int(params["quantity"])
 
     def _unit_price(self, invoice: FakeInvoice, params: dict[str, Any]) -> tuple[int, str]:
         if "pricing" in params:
@@ -150,14 +189,14 @@ class FakeBilling:
 
     async def invoice_status(self, stripe_account: str, invoice_id: str) -> InvoiceStatus | None:
         self._enter("invoice_status")
-        invoice = self.invoices.get(invoice_id)
-        return invoice.status if invoice is not None and invoice.stripe_account == stripe_account else None
+        invoice = self._on_account(stripe_account, invoice_id)
+        return None if invoice is None else invoice.status
 
     async def delete_draft(self, stripe_account: str, invoice_id: str) -> None:
         self._enter("delete_draft")
-        invoice = self.invoices.get(invoice_id)
+        invoice = self._on_account(stripe_account, invoice_id)
         if invoice is None:
-            return
+            return  # Stripe: "No such invoice" (another account's too), which the port treats as already gone
         if invoice.status != "draft":
             raise stripe_rules.invalid("only drafts can be deleted")
         del self.invoices[invoice_id]  # its invoice items go with it
@@ -180,6 +219,7 @@ class FakeBilling:
 
     def _post(self, call: str, account: str, key: str, params: dict[str, Any], effect: Callable[[], T]) -> T:
         self._enter(call)
+        _check_key(key)
         self.keys_used.append((call, key))
         fingerprint = json.dumps(params, sort_keys=True)
         remembered = self._idempotent.get((account, key))
@@ -193,9 +233,13 @@ class FakeBilling:
         self.faults.check(call, after_effect=True)
         return result
 
-    def _invoice(self, stripe_account: str, invoice_id: str) -> FakeInvoice:
+    def _on_account(self, stripe_account: str, invoice_id: str) -> FakeInvoice | None:
         invoice = self.invoices.get(invoice_id)
-        if invoice is None or invoice.stripe_account != stripe_account:
+        return invoice if invoice is not None and invoice.stripe_account == stripe_account else None
+
+    def _invoice(self, stripe_account: str, invoice_id: str) -> FakeInvoice:
+        invoice = self._on_account(stripe_account, invoice_id)
+        if invoice is None:
             raise stripe_rules.invalid(f"No such invoice: {invoice_id}")
         return invoice
 
@@ -210,7 +254,7 @@ class FakeBilling:
             status=invoice.status,
             amount_due=self._amount_due(invoice),
             currency=invoice.params["currency"],
-            hosted_invoice_url=f"https://invoice.stripe.test/{invoice.id}",
+            hosted_invoice_url=f"https://invoice.stripe.test/{invoice.id}" if self.hosted_urls else None,
             invoice_pdf=f"https://invoice.stripe.test/{invoice.id}/pdf",
             due_date=invoice.params["due_date"],
         )
@@ -218,6 +262,26 @@ class FakeBilling:
     def _new_id(self, prefix: str) -> str:
         self._sequence += 1
         return f"{prefix}_{self._sequence:06d}"
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, str) or not 1 <= len(key) <= stripe_rules.MAX_IDEMPOTENCY_KEY_CHARS:
+        raise stripe_rules.invalid(f"Invalid idempotency key: {key!r}")
+
+
+def _bulkable(item: InvoiceItem) -> bool:
+    return item.price_id is not None or item.quantity == 1
+
+
+def _runs(items: Sequence[InvoiceItem]) -> list[list[InvoiceItem]]:
+    """Consecutive lines ``add_lines`` can express grouped; every other line alone (as ``StripeBilling``)."""
+    runs: list[list[InvoiceItem]] = []
+    for item in items:
+        if _bulkable(item) and runs and _bulkable(runs[-1][-1]):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
 
 
 def _unescape(value: str) -> str:

@@ -12,6 +12,7 @@ MAX_METADATA_VALUE_CHARS = 500
 MAX_AMOUNT = 99_999_999
 MAX_QUANTITY_SANE = 10_000
 MAX_INVOICE_LINES = 250
+MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
 def invalid(message: str) -> PermanentError:
@@ -57,6 +58,11 @@ def check_draft(params: dict[str, Any], now_ts: float) -> None:
 
 
 def check_item(params: dict[str, Any]) -> None:
+    if not isinstance(params.get("customer"), str) or not params["customer"]:
+        raise invalid("customer: paylink names the invoice's customer on every item")
+    line_index = params.get("metadata", {}).get("line_index")
+    if not (isinstance(line_index, str) and line_index.isdigit()):
+        raise invalid("metadata.line_index: paylink tags every item with its request line")
     quantity = params["quantity"]
     if not isinstance(quantity, int) or quantity < 1:
         raise invalid("quantity must be a positive integer")

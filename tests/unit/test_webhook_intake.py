@@ -69,7 +69,8 @@ class Hooks:
         return response.status, await response.json(content_type=None) if response.status != 413 else None
 
     def lifecycle_events(self) -> list[Any]:
-        return [e for e in self.world.outbox.ordered if not isinstance(e, PaymentLinkCreated) and "Link" in e.event_type]
+        results = ("PaymentLinkCreated", "PaymentLinkFailed")
+        return [event for event in self.world.outbox.ordered if event.event_type not in results]
 
 
 @pytest.fixture
