@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from consumer import metrics
+from consumer.cli.examples import EXAMPLES
 from consumer.cli.parser import build_parser
-from consumer.cli.schema import EXAMPLES, settings_table
+from consumer.cli.schema import settings_table
 from consumer.runtime.settings import Settings
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
