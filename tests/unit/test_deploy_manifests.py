@@ -7,6 +7,7 @@ and probe paths from each process's ``--metrics-port`` argument.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
@@ -21,18 +22,23 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from consumer.cli.parser import build_parser
 from consumer.runtime.settings import Settings
+from consumer.runtime.webhooks import MAX_BODY_BYTES, WEBHOOK_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 K8S = DEPLOY / "k8s"
+K8S_EXAMPLES = K8S / "examples"  # applied by hand, not by the kustomization
 DOCKERIGNORE = ROOT / ".dockerignore"
 
-# `paylink <subcommand>`: the CLI's commands (consumer/cli.py). `topics` only as `topics create`.
-CLI_COMMANDS = {"worker", "relay", "topics create", "publish", "status", "replay", "schema"}
+# `paylink <subcommand>`: the CLI's commands (consumer/cli/parser.py). `topics` only as `topics create`.
+CLI_COMMANDS = {"worker", "relay", "webhooks", "topics create", "publish", "status", "replay", "schema"}
 METRICS_PORTS = {"worker": 9464, "relay": 9465}
+# `paylink webhooks` serves the webhook path, health and metrics on one port: PAYLINK_WEBHOOKS_PORT.
+WEBHOOKS_PORT = Settings.model_fields["webhooks_port"].default
 EMULATOR_MODULES = {"stripe_emulator", "shortener_emulator"}
 SECRET_NAME = "paylink-secrets"
 # Settings that hold credentials: every SecretStr field, and the MongoDB URI (it carries the password).
@@ -255,7 +261,13 @@ def duration_s(value: str | int) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
-MANIFEST_FILES = [DOCKERFILE, COMPOSE, *sorted(K8S.glob("*.y*ml"))]
+MANIFEST_FILES = [DOCKERFILE, COMPOSE, *sorted(K8S.glob("*.y*ml")), *sorted(K8S_EXAMPLES.glob("*.y*ml"))]
+
+
+def k8s_example_objects(kind: str) -> list[dict[str, Any]]:
+    return [
+        doc for path in sorted(K8S_EXAMPLES.glob("*.y*ml")) for doc in load_yaml_documents(path) if doc["kind"] == kind
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -762,3 +774,102 @@ def test_secret_settings_come_only_from_secret_refs() -> None:
         for var, value in compose_environment(service).items():
             if var in SECRET_SETTINGS - {"PAYLINK_MONGODB_URI"}:
                 assert value.startswith("${"), f"compose {name}: {var} set literally"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# paylink webhooks
+
+
+def test_cli_commands_are_the_parsers() -> None:
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert {command.split()[0] for command in CLI_COMMANDS} <= set(sub.choices)
+
+
+def webhooks_container() -> dict[str, Any]:
+    [container] = pod_spec(deployment_for("webhooks"))["containers"]
+    return container
+
+
+def test_k8s_webhooks_serve_their_port_and_probe_it() -> None:
+    deployment = deployment_for("webhooks")
+    container = webhooks_container()
+    argv = [*container.get("command", []), *container.get("args", [])]
+    assert paylink_subcommand(argv) == "webhooks"
+    port = int(setting("webhooks_port"))
+    assert port == WEBHOOKS_PORT
+    declared = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    assert port in declared.values(), f"containerPort {declared} lacks PAYLINK_WEBHOOKS_PORT {port}"
+    expected_paths = {"readinessProbe": "/readyz", "livenessProbe": "/healthz", "startupProbe": "/healthz"}
+    for kind, path in expected_paths.items():
+        probe = container[kind]["httpGet"]
+        assert probe["path"] == path, kind
+        assert (declared[probe["port"]] if isinstance(probe["port"], str) else probe["port"]) == port, kind
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+    assert int(annotations.get("prometheus.io/port", port)) == port
+
+
+def test_k8s_webhooks_run_two_replicas_behind_a_service() -> None:
+    deployment = deployment_for("webhooks")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] in (0, "0%")
+    budget = k8s_object("PodDisruptionBudget", "paylink-webhooks")["spec"]
+    assert budget.get("minAvailable") == 1 or budget.get("maxUnavailable") == 1
+    service = k8s_object("Service", "paylink-webhooks")["spec"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= labels.items()
+    declared = {p.get("name"): p["containerPort"] for p in webhooks_container()["ports"]}
+    for port in service["ports"]:
+        target = port["targetPort"]
+        assert (declared.get(target) if isinstance(target, str) else target) == WEBHOOKS_PORT, port
+
+
+def test_webhooks_grace_period_outlasts_their_drain() -> None:
+    drain = float(setting("webhooks_drain_s"))
+    assert pod_spec(deployment_for("webhooks"))["terminationGracePeriodSeconds"] > drain
+    service = compose()["services"]["webhooks"]
+    compose_drain = float(compose_environment(service).get("PAYLINK_WEBHOOKS_DRAIN_S", drain))
+    assert duration_s(service["stop_grace_period"]) > compose_drain
+
+
+def test_webhooks_get_only_mongodb_and_the_signing_secrets() -> None:
+    refs = {e["name"] for e in webhooks_container().get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+    assert refs == {"PAYLINK_MONGODB_URI", "PAYLINK_STRIPE_WEBHOOK_SECRETS"}
+    env = compose_environment(compose()["services"]["webhooks"])
+    assert env["PAYLINK_STRIPE_WEBHOOK_SECRETS"].startswith("${PAYLINK_STRIPE_WEBHOOK_SECRETS")
+    for name in ("worker", "relay"):
+        [container] = pod_spec(deployment_for(name))["containers"]
+        assert "PAYLINK_STRIPE_WEBHOOK_SECRETS" not in {e["name"] for e in container.get("env", [])}, name
+
+
+def test_compose_webhooks_healthcheck_and_port() -> None:
+    service = compose()["services"]["webhooks"]
+    assert paylink_subcommand(compose_command(service)) == "webhooks"
+    port = int(compose_environment(service).get("PAYLINK_WEBHOOKS_PORT", WEBHOOKS_PORT))
+    check = " ".join(str(part) for part in service["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/healthz" in check, check
+    assert "curl" not in check and "wget" not in check
+    assert any(str(p).endswith(f":{port}") for p in service.get("ports", [])), service.get("ports")
+    assert service["depends_on"]["mongodb"]["condition"] == "service_healthy"
+
+
+def test_the_ingress_example_is_tls_to_the_webhook_path_only() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert not any(str(r).startswith("examples") for r in kustomization["resources"])
+    [ingress] = k8s_example_objects("Ingress")
+    spec = ingress["spec"]
+    tls_hosts = {host for entry in spec["tls"] for host in entry["hosts"]}
+    assert all(entry.get("secretName") for entry in spec["tls"])
+    service = k8s_object("Service", "paylink-webhooks")["spec"]
+    for rule in spec["rules"]:
+        assert rule["host"] in tls_hosts, f"{rule['host']} without TLS: Stripe needs HTTPS"
+        for path in rule["http"]["paths"]:
+            # Only the webhook path is public: /metrics, /healthz and /readyz stay in the cluster.
+            assert path["path"] == WEBHOOK_PATH and path["pathType"] == "Exact", path
+            backend = path["backend"]["service"]
+            assert backend["name"] == "paylink-webhooks"
+            assert backend["port"].get("name") in {p.get("name") for p in service["ports"]} or backend["port"].get(
+                "number"
+            ) in {p["port"] for p in service["ports"]}
+    body_limit = ingress["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/proxy-body-size")
+    if body_limit:
+        assert body_limit == f"{MAX_BODY_BYTES // (1024 * 1024)}m"

@@ -13,13 +13,16 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import TypeAdapter
 
+from consumer.cli.asyncapi import RESULT_HEADERS, all_json_schemas, asyncapi_document, default_asyncapi_yaml, to_yaml
+from consumer.cli.examples import EXAMPLES, LIFECYCLE, RESULTS
 from consumer.cli.main import main
-from consumer.cli.schema import EXAMPLES, RESULT_HEADERS, asyncapi_document, default_asyncapi_yaml, to_yaml
 from consumer.runtime import relay
 from consumer.runtime.settings import Settings
 from domain.events import PaymentLinkCreated, PaymentLinkFailed, event_json_schemas
 from domain.intake import parse_request
+from domain.lifecycle_events import LIFECYCLE_EVENT_TYPES, LifecycleEvent, Transition, lifecycle_event_id
 from domain.stored import OutboxEntry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +40,7 @@ def document() -> dict[str, Any]:
 
 def test_the_committed_document_is_the_generated_one() -> None:
     assert COMMITTED.read_text() == default_asyncapi_yaml(), (
-        "deploy/asyncapi.yaml is stale: regenerate it with `python -m consumer.cli.schema > deploy/asyncapi.yaml`"
+        "deploy/asyncapi.yaml is stale: `python -m consumer.cli schema --asyncapi > deploy/asyncapi.yaml`"
     )
 
 
@@ -80,7 +83,7 @@ def test_messages_carry_the_relays_headers_and_the_contact_key(document: dict[st
     entry = OutboxEntry("e-1", 1, "con-1", "PaymentLinkCreated", b"{}", datetime.now(UTC))
     assert tuple(name for name, _ in relay.headers_for(entry)) == RESULT_HEADERS
     messages = document["components"]["messages"]
-    for name in ("PaymentLinkCreated", "PaymentLinkFailed"):
+    for name in RESULTS + LIFECYCLE:
         headers = messages[name]["headers"]
         assert tuple(headers["properties"]) == RESULT_HEADERS and headers["required"] == list(RESULT_HEADERS)
         assert headers["properties"]["ce_type"]["const"] == name
@@ -101,9 +104,48 @@ def test_examples_are_events_the_models_accept(document: dict[str, Any]) -> None
         assert message["examples"][0]["payload"] == EXAMPLES[name]
 
 
+def test_the_lifecycle_events_are_on_the_results_channel_with_summaries(document: dict[str, Any]) -> None:
+    assert set(LIFECYCLE) == {kind.__name__ for kind in LIFECYCLE_EVENT_TYPES}
+    channel = document["channels"]["results"]["messages"]
+    assert set(channel) == set(RESULTS + LIFECYCLE)
+    sent = [ref["$ref"].rsplit("/", 1)[1] for ref in document["operations"]["sendResults"]["messages"]]
+    assert sent == list(RESULTS + LIFECYCLE)
+    assert set(document["channels"]["requests"]["messages"]) == {"PaymentLinkRequested"}
+    for name in LIFECYCLE:
+        message = document["components"]["messages"][name]
+        assert message["summary"] and "\n" not in message["summary"]
+        assert message["payload"] == {"$ref": f"#/components/schemas/{name}"}
+        schema = document["components"]["schemas"][name]
+        assert {"event_id", "payment_link_id", "contact_id", "stripe_account", "source"} <= set(schema["required"])
+        assert message["examples"][0]["headers"]["ce_id"] == EXAMPLES[name]["event_id"]
+
+
+def test_lifecycle_examples_are_events_the_models_accept_with_deterministic_ids() -> None:
+    adapter: TypeAdapter[LifecycleEvent] = TypeAdapter(LifecycleEvent)
+    for name in LIFECYCLE:
+        event = adapter.validate_python(EXAMPLES[name])
+        assert event.event_type == name
+        assert json.loads(event.model_dump_json()) == EXAMPLES[name], "examples are as serialised"
+    transitions = {
+        "PaymentLinkPaid": Transition.PAID,
+        "PaymentLinkOverdue": Transition.OVERDUE,
+        "PaymentLinkUncollectible": Transition.UNCOLLECTIBLE,
+        "PaymentLinkVoided": Transition.VOIDED,
+    }
+    for name, transition in transitions.items():
+        example = EXAMPLES[name]
+        assert example["event_id"] == lifecycle_event_id(example["payment_link_id"], transition), name
+    # The example's link is the created example's; a failed payment is its own transition per occurrence.
+    assert EXAMPLES["PaymentLinkPaid"]["invoice_id"] == EXAMPLES["PaymentLinkCreated"]["invoice_id"]
+    failed = EXAMPLES["PaymentLinkPaymentFailed"]["event_id"]
+    assert failed not in {EXAMPLES[name]["event_id"] for name in transitions}
+
+
 def test_schema_command_prints_the_json_schemas_and_the_asyncapi_document(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema"]) == 0
-    assert json.loads(capsys.readouterr().out) == event_json_schemas()
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == all_json_schemas()
+    assert set(printed) == set(event_json_schemas()) | set(LIFECYCLE)
     assert main(["schema", "--asyncapi"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["asyncapi"] == "3.0.0"
 

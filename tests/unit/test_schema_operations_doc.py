@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from consumer import metrics
+from consumer.cli.examples import EXAMPLES
 from consumer.cli.parser import build_parser
-from consumer.cli.schema import EXAMPLES, settings_table
+from consumer.cli.schema import settings_table
 from consumer.runtime.settings import Settings
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
@@ -32,10 +33,14 @@ def test_the_event_examples_are_the_checked_ones(event_type: str) -> None:
     assert json.loads(match.group(1)) == EXAMPLES[event_type]  # validated in test_schema_asyncapi
 
 
+# Documented ahead of the branch that adds it (DESIGN.md Part 2); drop it from here once the parser has it.
+COMING = {"reconcile"}
+
+
 def test_every_command_named_exists() -> None:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     named = set(re.findall(r"`paylink ([a-z-]+)", DOC))
-    assert named and named <= set(sub.choices), named - set(sub.choices)
+    assert named and named <= set(sub.choices) | COMING, named - set(sub.choices)
     assert set(sub.choices) <= named, "every command is documented"
 
 
