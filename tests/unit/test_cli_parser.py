@@ -21,6 +21,8 @@ COMMANDS = [
     [],
     ["worker"],
     ["relay"],
+    ["webhooks"],
+    ["reconcile"],
     ["topics"],
     ["topics", "create"],
     ["publish"],
@@ -183,4 +185,15 @@ def test_publish_refuses_what_the_worker_would_reject(capsys: pytest.CaptureFixt
 
 def test_the_parser_lists_every_command() -> None:
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"worker", "relay", "topics", "publish", "replay", "dead-letters", "status", "schema"}
+    assert set(sub.choices) == {
+        "worker",
+        "relay",
+        "webhooks",
+        "topics",
+        "publish",
+        "replay",
+        "reconcile",
+        "dead-letters",
+        "status",
+        "schema",
+    }
