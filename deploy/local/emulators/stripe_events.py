@@ -10,6 +10,7 @@ the object as it was right after the change (never expanded), ``invoice.updated`
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
@@ -23,6 +24,12 @@ RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte"})
 RETENTION_S = 30 * 86400  # Stripe lists the events of the last 30 days
 
 Sink = Callable[[Account, Obj], None]
+
+
+def snapshot(obj: Obj) -> Obj:
+    """A deep copy: nested objects (``status_transitions``) change in place later."""
+    copy: Obj = json.loads(json.dumps(obj))
+    return copy
 
 
 def changes(before: Obj, after: Obj) -> Obj:

@@ -9,7 +9,7 @@ items too (so audits see no orphans). Invoice items are in :mod:`stripe_items`.
 
 from __future__ import annotations
 
-from .stripe_events import changes
+from .stripe_events import changes, snapshot
 from .stripe_params import (
     Params,
     check_known,
@@ -106,9 +106,9 @@ def create_invoice(acct: Account, p: Params) -> Obj:
         fields,
         nulls="account_tax_ids application automatically_finalizes_at confirmation_secret custom_fields "
         "customer_account customer_shipping default_payment_method default_source effective_at ending_balance "
-        "from_invoice hosted_invoice_url invoice_pdf last_finalization_error latest_revision "
+        "amount_paid_off_stripe from_invoice hosted_invoice_url invoice_pdf last_finalization_error latest_revision "
         "next_payment_attempt number on_behalf_of parent receipt_number rendering shipping_cost "
-        "shipping_details test_clock",
+        "shipping_details status_details test_clock",
         zeros="amount_due amount_overpaid amount_paid amount_remaining amount_shipping attempt_count "
         "post_payment_credit_notes_amount pre_payment_credit_notes_amount starting_balance subtotal "
         "subtotal_excluding_tax total total_excluding_tax",
@@ -202,7 +202,7 @@ def update_invoice(acct: Account, invoice_id: str, p: Params) -> Obj:
     inv = acct.get("invoice", acct.invoices, invoice_id)
     if inv["status"] != "draft" and set(p) - {"metadata", "auto_advance", "expand"}:
         raise state_error("Finalized invoices can only have metadata and auto_advance updated.")
-    before = render_invoice(acct, inv)
+    before = snapshot(render_invoice(acct, inv))
     inv["metadata"] = merge_metadata(inv["metadata"], metadata)
     if auto_advance is not None:
         inv["auto_advance"] = auto_advance

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import string
 
-from .stripe_events import changes
+from .stripe_events import changes, snapshot
 from .stripe_invoices import render_invoice
 from .stripe_params import Params, check_known, get_bool, get_str, keys, no_such, state_error
 from .stripe_store import Account, Obj, new_id, now, shape
@@ -46,7 +46,7 @@ def _announce(acct: Account, inv: Obj, before: Obj, *event_types: str) -> None:
 
 
 def _finalize(acct: Account, inv: Obj) -> None:
-    before = render_invoice(acct, inv)
+    before = snapshot(render_invoice(acct, inv))
     cus = acct.customers.get(inv["customer"], {})
     t = now()
     if cus:
@@ -88,7 +88,7 @@ def void_invoice(acct: Account, invoice_id: str, p: Params) -> Obj:
     inv = acct.get("invoice", acct.invoices, invoice_id)
     if inv["status"] not in ("open", "uncollectible"):
         raise state_error(f"You can only void open or uncollectible invoices; this invoice is {inv['status']}.")
-    before = render_invoice(acct, inv)
+    before = snapshot(render_invoice(acct, inv))
     inv["status"] = "void"
     inv["amount_remaining"] = 0
     inv["status_transitions"]["voided_at"] = now()
@@ -101,7 +101,7 @@ def mark_uncollectible(acct: Account, invoice_id: str, p: Params) -> Obj:
     inv = acct.get("invoice", acct.invoices, invoice_id)
     if inv["status"] != "open":
         raise state_error(f"You can only mark open invoices as uncollectible; this invoice is {inv['status']}.")
-    before = render_invoice(acct, inv)
+    before = snapshot(render_invoice(acct, inv))
     inv["status"] = "uncollectible"
     inv["status_transitions"]["marked_uncollectible_at"] = now()
     _announce(acct, inv, before, "invoice.marked_uncollectible")
@@ -146,7 +146,7 @@ def pay_invoice(acct: Account, invoice_id: str, p: Params) -> Obj:
         _finalize(acct, inv)
         if inv["status"] == "paid":  # nothing was due
             return inv
-    _mark_paid(acct, inv, render_invoice(acct, inv), off_stripe=True)
+    _mark_paid(acct, inv, snapshot(render_invoice(acct, inv)), off_stripe=True)
     return inv
 
 
@@ -206,7 +206,7 @@ def hosted_payment(acct: Account, invoice_id: str, succeed: bool, code: str, dec
     inv = acct.get("invoice", acct.invoices, invoice_id)
     if inv["status"] not in ("open", "uncollectible"):
         raise state_error(f"This invoice is {inv['status']}: the hosted page takes no payment.")
-    before = render_invoice(acct, inv)
+    before = snapshot(render_invoice(acct, inv))
     pi = _payment_intent(acct, inv)
     payment = acct.invoice_payments[inv["id"]][0]
     inv["attempt_count"] += 1
