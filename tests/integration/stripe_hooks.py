@@ -40,6 +40,8 @@ class Receiver:
     base: str
     hits: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)  # answered in turn; 200 once exhausted
+    stall: int = 0  # the next N requests get no answer until the test ends (the sender times out)
+    unstall: asyncio.Event = field(default_factory=asyncio.Event)
 
     def events(self, path: str | None = None) -> list[dict[str, Any]]:
         return [h.event for h in self.hits if path is None or h.path == path]
@@ -51,6 +53,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     async def handle(request: web.Request) -> web.Response:
         recv.hits.append(Received(request.path, dict(request.headers), await request.read(), time.monotonic()))
+        if recv.stall:
+            recv.stall -= 1
+            await recv.unstall.wait()
         return web.Response(status=recv.statuses.pop(0) if recv.statuses else 200)
 
     app = web.Application()
@@ -62,6 +67,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     port = runner.addresses[0][1]
     recv.base = f"http://127.0.0.1:{port}"
     yield recv
+    recv.unstall.set()
     await runner.cleanup()
 
 

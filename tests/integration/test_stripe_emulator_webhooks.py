@@ -92,14 +92,29 @@ async def test_delivery_is_signed_as_stripe_signs(api: httpx.AsyncClient, receiv
 async def test_connect_endpoints_get_connected_accounts_events(
     api: httpx.AsyncClient, receiver: Receiver, acct: str
 ) -> None:
-    await endpoint(api, f"{receiver.base}/connect", ["invoice.finalized"], connect=True)
-    await endpoint(api, f"{receiver.base}/platform", ["invoice.finalized"], connect=False)
+    hook_connect = await endpoint(api, f"{receiver.base}/connect", ["invoice.finalized"], connect=True)
+    hook_platform = await endpoint(api, f"{receiver.base}/platform", ["invoice.finalized"], connect=False)
+    off = await endpoint(api, f"{receiver.base}/disabled", ["*"], connect=True)
+    ok(await api.post(f"/v1/webhook_endpoints/{off['id']}", data={"disabled": "true"}))
+    await endpoint(api, f"{receiver.base}/other-types", ["invoice.paid"], connect=True)
     connected_inv = await open_invoice(api, acct)
     platform_inv = await open_invoice(api, None)
     await wait_for(lambda: len(receiver.hits) >= 2, "two deliveries")
     connect, platform = receiver.events("/connect"), receiver.events("/platform")
     assert [e["data"]["object"]["id"] for e in connect] == [connected_inv] and connect[0]["account"] == acct
     assert [e["data"]["object"]["id"] for e in platform] == [platform_inv] and "account" not in platform[0]
+    # neither the disabled endpoint nor the one enabled for other types got a delivery
+    assert {d["endpoint"] for d in await deliveries(api)} == {hook_connect["id"], hook_platform["id"]}
+
+
+async def test_slow_endpoint_times_out_and_is_retried(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    (await api.post("/_emulator/config", json={"webhook_timeout_s": 0.3})).raise_for_status()
+    await endpoint(api, f"{receiver.base}/slow", ["invoice.voided"])
+    receiver.stall = 1
+    inv = await open_invoice(api, None)
+    ok(await api.post(f"/v1/invoices/{inv}/void"))
+    done = await wait_for(lambda: with_status(api, "succeeded"), "the retry after a timeout")
+    assert [(a["response_code"], a["error"]) for a in done[0]["attempts"]] == [(None, "timeout"), (200, None)]
 
 
 async def test_failed_delivery_is_retried_until_it_succeeds(api: httpx.AsyncClient, receiver: Receiver) -> None:
