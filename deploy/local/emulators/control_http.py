@@ -35,7 +35,7 @@ def control_routes(plane: ControlPlane) -> list[BaseRoute]:
     async def config(request: Request) -> Response:
         if request.method == "POST":
             try:
-                plane.update_config(await _json(request))
+                plane.update_config(await read_json(request))
             except ControlError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(plane.config)
@@ -47,7 +47,7 @@ def control_routes(plane: ControlPlane) -> list[BaseRoute]:
             return JSONResponse({"deleted": removed})
         if request.method == "POST":
             try:
-                fault = plane.add_fault(await _json(request))
+                fault = plane.add_fault(await read_json(request))
             except ControlError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
             return JSONResponse(fault.public(), status_code=201)
@@ -74,7 +74,7 @@ def control_routes(plane: ControlPlane) -> list[BaseRoute]:
     ]
 
 
-async def _json(request: Request) -> Any:
+async def read_json(request: Request) -> Any:
     body = await request.body()
     try:
         return json.loads(body or b"{}")

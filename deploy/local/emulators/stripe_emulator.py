@@ -3,12 +3,14 @@
 Run from the repository root: ``python -m deploy.local.emulators.stripe_emulator --host 127.0.0.1 --port 12111``
 
 Speaks enough of ``/v1`` for stripe-python 16 (form-encoded bodies, ``Stripe-Account`` scoping,
-``Idempotency-Key``): products, prices, customers (+ list by email, search), invoices (+ finalize,
-void, delete, add_lines, lines), invoice items. See :mod:`.control` for the ``/_emulator`` control API;
-this emulator adds ``GET /_emulator/objects?account=acct_…&type=customer|invoice|invoiceitem|price|product``
-(no ``account`` = the platform) and the config keys ``revoked_accounts`` (list of ``acct_…`` answered
-with Stripe's 403) and ``search_visibility_delay_ms`` (new customers stay out of search results that
-long, like Stripe's eventually consistent search; default 0).
+``Idempotency-Key``): products, prices, customers (+ list by email, search), invoices (+ finalize, pay,
+void, mark_uncollectible, delete, add_lines, lines), invoice items, payment intents (retrieve), events,
+webhook endpoints, and signed webhook deliveries (:mod:`.stripe_delivery`). See :mod:`.control` for the
+``/_emulator`` control API and :mod:`.stripe_control` for this emulator's own calls (objects, clock, hosted
+page payments, deliveries and their faults); its config keys add ``revoked_accounts`` (list of ``acct_…``
+answered with Stripe's 403), ``search_visibility_delay_ms`` (new customers stay out of search results that
+long, like Stripe's eventually consistent search; default 0), ``webhook_retry_delays_s`` and
+``webhook_timeout_s``.
 
 Request pipeline: config latency -> auth (401) -> revoked/invalid account (403) -> per-account rate limit
 (429, nothing executes) -> faults ``phase=before`` -> idempotency replay/conflict -> execution (its
@@ -27,19 +29,21 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import stripe_invoices as inv
 from . import stripe_store as st
 from .control import ControlPlane
 from .control_http import ResettableApp, control_routes, serve
 from .faults import ControlError, Fault
+from .stripe_control import stripe_control_routes
+from .stripe_delivery import DEFAULT_DELAYS_S, Deliverer, validate_delays, validate_timeout
+from .stripe_events import publish
 from .stripe_params import Params, StripeError, parse_form
 from .stripe_routes import ROUTES, Ctx, Handler
 
-_ID_SEGMENT = re.compile(r"(?<=/)(cus|in|ii|il|price|prod|acct)_[^/]+")
+_ID_SEGMENT = re.compile(r"(?<=/)(cus|in|ii|il|price|prod|acct|evt|we|pi)_[^/]+")
 LOCK_MESSAGE = (
     "This object cannot be accessed right now because another API request or Stripe process is currently "
     "accessing it. If you see this error intermittently, retry the request. If you see this error "
@@ -107,15 +111,22 @@ def fault_error(status: int, fault: Fault | None) -> Response:
 class StripeEmulator:
     def __init__(self) -> None:
         self.store = st.Store()
-        self.control = ControlPlane(
-            "stripe", normalize_path, {"revoked_accounts": [], "search_visibility_delay_ms": None}
-        )
+        extra: dict[str, Any] = {"revoked_accounts": [], "search_visibility_delay_ms": None}
+        extra |= {"webhook_retry_delays_s": list(DEFAULT_DELAYS_S), "webhook_timeout_s": 10.0}
+        self.control = ControlPlane("stripe", normalize_path, extra)
         self.control.config_validators["revoked_accounts"] = self._revoked
         self.control.config_validators["search_visibility_delay_ms"] = self._search_delay
+        self.control.config_validators["webhook_retry_delays_s"] = validate_delays
+        self.control.config_validators["webhook_timeout_s"] = validate_timeout
+        self.deliverer = Deliverer(self.store, self.control.config)
         self.control.reset_hooks.append(self._reset_store)
 
     def _reset_store(self) -> None:
         self.store = st.Store()
+        st.CLOCK.offset = 0
+        if hasattr(self, "deliverer"):  # reset() runs once inside ControlPlane's constructor
+            self.deliverer.reset(self.store)
+            self.deliverer.config = self.control.config
 
     @staticmethod
     def _revoked(value: Any) -> list[str]:
@@ -230,44 +241,22 @@ class StripeEmulator:
         except Exception as exc:  # an emulator bug: answered like Stripe's saved 500
             status, body = 500, StripeError(500, f"{SERVER_MESSAGE} ({exc!r})", type_="api_error").body()
             headers = {"Stripe-Should-Retry": "false"}
-        payload = json.dumps(body).encode()
         headers["Request-Id"] = _request_id()
+        if status == 200:  # events only for what happened; handlers check everything before changing state
+            publish(acct, self.deliverer.on_event, headers["Request-Id"], key)
+        acct.noted.clear()
+        payload = json.dumps(body).encode()
         if key is not None:
             headers["Idempotency-Key"] = key
             if save:
                 acct.idempotency[key] = st.Saved(fingerprint, status, payload)
         return Response(payload, status_code=status, media_type="application/json", headers=headers)
 
-    # -- control extras --------------------------------------------------------------------------
-    async def objects(self, request: Request) -> Response:
-        account = request.query_params.get("account") or None
-        kind = request.query_params.get("type")
-        acct = self.store.account(account)
-        tables: dict[str, list[st.Obj]] = {
-            "product": list(acct.products.values()),
-            "price": list(acct.prices.values()),
-            "customer": list(acct.customers.values()),
-            "invoice": [inv.render_invoice(acct, i) for i in acct.invoices.values()],
-            "invoiceitem": list(acct.items.values()),
-        }
-        if kind is not None and kind not in tables:
-            return JSONResponse({"error": f"type must be one of {sorted(tables)}"}, status_code=400)
-        data = tables[kind] if kind else [o for objs in tables.values() for o in objs]
-        return JSONResponse(
-            {
-                "account": acct.id,
-                "type": kind,
-                "data": data,
-                "counts": {k: len(v) for k, v in tables.items()},
-                "idempotency_keys": len(acct.idempotency),
-            }
-        )
-
     def app(self) -> ASGIApp:
         routes = [
             Route(path, self.endpoint(handlers), methods=["GET", "POST", "DELETE"]) for path, handlers in ROUTES.items()
         ]
-        control = [*control_routes(self.control), Route("/_emulator/objects", self.objects, methods=["GET"])]
+        control = [*control_routes(self.control), *stripe_control_routes(self)]
         return ResettableApp(Router(routes=[*control, *routes], default=_not_found))
 
 

@@ -9,9 +9,7 @@ items too (so audits see no orphans). Invoice items are in :mod:`stripe_items`.
 
 from __future__ import annotations
 
-import random
-import string
-
+from .stripe_events import changes, snapshot
 from .stripe_params import (
     Params,
     check_known,
@@ -34,10 +32,6 @@ INVOICE_KEYS = keys(
     "pending_invoice_items_behavior statement_descriptor"
 )
 STATUSES = ("draft", "open", "paid", "uncollectible", "void")
-
-
-def _token() -> str:
-    return "test_" + "".join(random.choices(string.ascii_letters + string.digits, k=72))
 
 
 # -- invoices ------------------------------------------------------------------------------------
@@ -112,9 +106,9 @@ def create_invoice(acct: Account, p: Params) -> Obj:
         fields,
         nulls="account_tax_ids application automatically_finalizes_at confirmation_secret custom_fields "
         "customer_account customer_shipping default_payment_method default_source effective_at ending_balance "
-        "from_invoice hosted_invoice_url invoice_pdf last_finalization_error latest_revision "
+        "amount_paid_off_stripe from_invoice hosted_invoice_url invoice_pdf last_finalization_error latest_revision "
         "next_payment_attempt number on_behalf_of parent receipt_number rendering shipping_cost "
-        "shipping_details test_clock",
+        "shipping_details status_details test_clock",
         zeros="amount_due amount_overpaid amount_paid amount_remaining amount_shipping attempt_count "
         "post_payment_credit_notes_amount pre_payment_credit_notes_amount starting_balance subtotal "
         "subtotal_excluding_tax total total_excluding_tax",
@@ -125,6 +119,7 @@ def create_invoice(acct: Account, p: Params) -> Obj:
     acct.invoices[inv["id"]] = inv
     acct.invoices_by_customer.setdefault(customer_id, []).append(inv["id"])
     acct.items_by_invoice[inv["id"]] = []
+    acct.note("invoice.created", render_invoice(acct, inv))
     return inv
 
 
@@ -207,6 +202,7 @@ def update_invoice(acct: Account, invoice_id: str, p: Params) -> Obj:
     inv = acct.get("invoice", acct.invoices, invoice_id)
     if inv["status"] != "draft" and set(p) - {"metadata", "auto_advance", "expand"}:
         raise state_error("Finalized invoices can only have metadata and auto_advance updated.")
+    before = snapshot(render_invoice(acct, inv))
     inv["metadata"] = merge_metadata(inv["metadata"], metadata)
     if auto_advance is not None:
         inv["auto_advance"] = auto_advance
@@ -214,47 +210,9 @@ def update_invoice(acct: Account, invoice_id: str, p: Params) -> Obj:
         inv["description"] = description or None
     if due_date is not None:
         inv["due_date"] = due_date
-    return inv
-
-
-def finalize_invoice(acct: Account, invoice_id: str, p: Params) -> Obj:
-    check_known(p, {"auto_advance"})
-    auto_advance = get_bool(p, "auto_advance")
-    inv = acct.get("invoice", acct.invoices, invoice_id)
-    if inv["status"] != "draft":
-        raise state_error("This invoice is already finalized, you can't re-finalize a non-draft invoice.")
-    cus = acct.customers.get(inv["customer"], {})
-    t = now()
-    if auto_advance is not None:
-        inv["auto_advance"] = auto_advance
-    if cus:
-        inv["number"] = f"{cus['invoice_prefix']}-{cus['next_invoice_sequence']:04d}"
-        cus["next_invoice_sequence"] += 1
-        for key in ("email", "name", "phone", "address"):
-            inv[f"customer_{key}"] = cus[key]
-    token = _token()
-    inv.update(
-        status="open",
-        effective_at=t,
-        hosted_invoice_url=f"https://invoice.stripe.com/i/{acct.id}/{token}?s=ap",
-        invoice_pdf=f"https://pay.stripe.com/invoice/{acct.id}/{token}/pdf?s=ap",
-        ending_balance=0,
-    )
-    inv["status_transitions"]["finalized_at"] = t
-    if inv["amount_due"] == 0:
-        inv["status"] = "paid"
-        inv["status_transitions"]["paid_at"] = t
-    return inv
-
-
-def void_invoice(acct: Account, invoice_id: str, p: Params) -> Obj:
-    check_known(p, set())
-    inv = acct.get("invoice", acct.invoices, invoice_id)
-    if inv["status"] not in ("open", "uncollectible"):
-        raise state_error(f"You can only void open or uncollectible invoices; this invoice is {inv['status']}.")
-    inv["status"] = "void"
-    inv["amount_remaining"] = 0
-    inv["status_transitions"]["voided_at"] = now()
+    after = render_invoice(acct, inv)
+    if after != before:
+        acct.note("invoice.updated", after, changes(before, after))
     return inv
 
 
@@ -262,6 +220,7 @@ def delete_invoice(acct: Account, invoice_id: str) -> Obj:
     inv = acct.get("invoice", acct.invoices, invoice_id)
     if inv["status"] != "draft":
         raise state_error(f"You can only delete draft invoices; this invoice is {inv['status']}. Void it instead.")
+    acct.note("invoice.deleted", render_invoice(acct, inv))
     for item_id in acct.items_by_invoice.pop(invoice_id, []):
         del acct.items[item_id]
         acct.line_ids.pop(item_id, None)

@@ -8,9 +8,12 @@ from typing import Any
 
 from . import stripe_catalog as catalog
 from . import stripe_customers as customers
+from . import stripe_events as events
 from . import stripe_invoices as inv
 from . import stripe_items as items
 from . import stripe_store as st
+from . import stripe_transitions as tr
+from . import stripe_webhooks as hooks
 from .stripe_params import Params, check_known, get_int, get_str, invalid, keys
 from .stripe_query import QueryError, parse_query
 
@@ -120,8 +123,10 @@ ROUTES: dict[str, dict[str, Handler]] = {
         "POST": _render(inv.update_invoice),
         "DELETE": lambda c: inv.delete_invoice(c.acct, c.ids["id"]),
     },
-    "/v1/invoices/{id}/finalize": {"POST": _render(inv.finalize_invoice)},
-    "/v1/invoices/{id}/void": {"POST": _render(inv.void_invoice)},
+    "/v1/invoices/{id}/finalize": {"POST": _render(tr.finalize_invoice)},
+    "/v1/invoices/{id}/void": {"POST": _render(tr.void_invoice)},
+    "/v1/invoices/{id}/pay": {"POST": _render(tr.pay_invoice)},
+    "/v1/invoices/{id}/mark_uncollectible": {"POST": _render(tr.mark_uncollectible)},
     "/v1/invoices/{id}/add_lines": {"POST": _render(items.add_lines)},
     "/v1/invoices/{id}/lines": {"GET": _lines_page},
     "/v1/invoiceitems": {
@@ -131,5 +136,17 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/invoiceitems/{id}": {
         "GET": _retrieve("invoiceitem", lambda a: a.items),
         "DELETE": lambda c: items.delete_item(c.acct, c.ids["id"]),
+    },
+    "/v1/payment_intents/{id}": {"GET": _retrieve("payment_intent", lambda a: a.payment_intents)},
+    "/v1/events": {"GET": lambda c: events.list_events(c.acct, c.params, c.path)},
+    "/v1/events/{id}": {"GET": _retrieve("event", lambda a: a.events)},
+    "/v1/webhook_endpoints": {
+        "POST": lambda c: hooks.create_endpoint(c.acct, c.params),
+        "GET": _list_all(lambda a: a.webhook_endpoints, "webhook_endpoint"),
+    },
+    "/v1/webhook_endpoints/{id}": {
+        "GET": _retrieve("webhook_endpoint", lambda a: a.webhook_endpoints),
+        "POST": lambda c: hooks.update_endpoint(c.acct, c.ids["id"], c.params),
+        "DELETE": lambda c: hooks.delete_endpoint(c.acct, c.ids["id"]),
     },
 }

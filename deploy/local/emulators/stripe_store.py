@@ -9,6 +9,7 @@ endpoints' logic is in :mod:`stripe_catalog`, :mod:`stripe_customers`, :mod:`str
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import string
 import time
@@ -27,8 +28,21 @@ def new_id(prefix: str, length: int = 24) -> str:
     return f"{prefix}_1" + "".join(random.choices(_ALNUM, k=length - 1))
 
 
+class Clock:
+    """The emulator's clock: wall time plus an offset moved forward through the control API.
+
+    Module-level because every object module stamps ``created``/``status_transitions`` through
+    :func:`now`; one emulator runs per process (the control reset puts the offset back to 0).
+    """
+
+    offset = 0
+
+
+CLOCK = Clock()
+
+
 def now() -> int:
-    return int(time.time())
+    return int(time.time()) + CLOCK.offset
 
 
 def shape(fields: Obj, *, nulls: str = "", zeros: str = "", lists: str = "", falses: str = "") -> Obj:
@@ -68,6 +82,15 @@ class Account:
     line_ids: dict[str, str] = field(default_factory=dict)  # invoice item id -> line item id
     idempotency: dict[str, Saved] = field(default_factory=dict)
     seq: dict[str, int] = field(default_factory=dict)  # customer id -> creation order
+    events: dict[str, Obj] = field(default_factory=dict)  # oldest first
+    webhook_endpoints: dict[str, Obj] = field(default_factory=dict)
+    webhook_secrets: dict[str, str] = field(default_factory=dict)  # endpoint id -> whsec_ (shown once)
+    webhook_connect: dict[str, bool] = field(default_factory=dict)  # endpoint id -> connect flag
+    payment_intents: dict[str, Obj] = field(default_factory=dict)
+    invoice_payments: dict[str, list[Obj]] = field(default_factory=dict)  # invoice id -> its payments
+    # (type, object snapshot, previous_attributes) noted by a handler; turned into events by the caller
+    # once the handler returned, so a request that fails emits nothing.
+    noted: list[tuple[str, Obj, Obj | None]] = field(default_factory=list)
     counter: Iterator[int] = field(default_factory=itertools.count)
 
     def collection(self, object_id: str) -> dict[str, Obj] | None:
@@ -78,7 +101,14 @@ class Account:
             "ii": self.items,
             "price": self.prices,
             "prod": self.products,
+            "pi": self.payment_intents,
+            "evt": self.events,
+            "we": self.webhook_endpoints,
         }.get(prefix)
+
+    def note(self, event_type: str, obj: Obj, previous: Obj | None = None) -> None:
+        """Record that ``event_type`` happened to ``obj`` (snapshotted now, as the event shows it)."""
+        self.noted.append((event_type, json.loads(json.dumps(obj)), previous))
 
     def get(self, kind: str, table: dict[str, Obj], object_id: str, param: str | None = None) -> Obj:
         obj = table.get(object_id)
@@ -130,6 +160,12 @@ def expand(acct: Account, obj: Obj, paths: list[str]) -> Obj:
         head, _, rest = path.partition(".")
         if head == "data" and isinstance(out.get("data"), list):
             out["data"] = [expand(acct, item, [rest]) for item in out["data"]]
+            continue
+        if head == "payments" and out.get("object") == "invoice":  # includable: only when expanded
+            data = acct.invoice_payments.get(out["id"], [])[::-1]
+            url = f"/v1/invoice_payments?invoice={out['id']}"
+            page = {"object": "list", "data": data, "has_more": False, "url": url}
+            out["payments"] = expand(acct, page, [rest]) if rest else page
             continue
         value = out.get(head)
         if isinstance(value, dict) and rest:
