@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
 from domain.lifecycle_events import (
     LifecycleEvent,
@@ -32,6 +32,7 @@ from domain.lifecycle_events import (
     Transition,
     lifecycle_event_id,
 )
+from domain.saga_record import TIMESTAMP_FORMAT
 
 HISTORY_KEPT = 50  # transitions kept per link: a link has at most 4 besides its failed payment attempts
 STRIPE_EVENTS_KEPT = 200  # Stripe event ids remembered per link, to answer a redelivery at once
@@ -108,6 +109,19 @@ class LifecycleRecord(BaseModel):
     version: int = 0
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> LifecycleRecord:
+        """Reads ``to_document()`` output (extra keys, such as a store's ``_id``, are ignored)."""
+        return cls.model_validate(document)
+
+    def to_document(self) -> dict[str, Any]:
+        """JSON form; ``created_at``/``updated_at`` fixed-width UTC strings, so they sort as they compare."""
+        return self.model_dump(mode="json")
+
+    @field_serializer("created_at", "updated_at", when_used="json")
+    def _fixed_width_utc(self, moment: datetime) -> str:
+        return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
 
     @property
     def is_final(self) -> bool:
