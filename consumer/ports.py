@@ -179,8 +179,9 @@ class SagaQueries(Protocol):
         exists, whether or not a lifecycle record has been stored for it yet), matching the filters
         (``account_id``; ``since <= updated_at``; ``due_date < due_before``), oldest ``updated_at``
         first, ties by ``payment_link_id``, at most ``limit``. Passing the last record's ``updated_at``
-        as ``since`` pages on (the records at the boundary come again; observing a link twice is
-        harmless). ``RetryableError`` on store faults."""
+        as ``since`` pages on, as long as fewer than ``limit`` records share one ``updated_at``
+        (microseconds: in practice one); the records at the boundary come again, and observing a link
+        twice is harmless. ``RetryableError`` on store faults."""
         ...
 
 
