@@ -208,9 +208,8 @@ def lifecycle_event(
     """The event of ``transition``; its id depends only on the link and the transition (for a failed
     payment, and the Stripe event that reported it)."""
     invoice = observation.snapshot
-    occurrence = observation.stripe_event_id if transition is Transition.PAYMENT_FAILED else None
     common: dict[str, Any] = {
-        "event_id": lifecycle_event_id(record.payment_link_id, transition, occurrence),
+        "event_id": lifecycle_event_id(record.payment_link_id, transition, observation.stripe_event_id),
         "payment_link_id": record.payment_link_id,
         "correlation_id": record.correlation_id,
         "account_id": record.account_id,
@@ -239,7 +238,7 @@ def lifecycle_event(
         return PaymentLinkUncollectible(**common, occurred_at=moment, amount_remaining=invoice.amount_remaining)
     if transition is Transition.OVERDUE:
         due = invoice.due_date or record.due_date
-        assert due is not None, "decide() raises overdue only with a due date"
+        assert due is not None  # decide() raises overdue only with a due date
         return PaymentLinkOverdue(**common, occurred_at=now, due_date=due, amount_remaining=invoice.amount_remaining)
     return PaymentLinkPaymentFailed(
         **common,

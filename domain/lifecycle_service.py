@@ -73,7 +73,7 @@ class LinkLifecycle:
                 record = await self._store.save(claimed)
             except ConcurrentUpdateError:
                 reloaded = await self._store.load(record.payment_link_id)
-                assert reloaded is not None, "lifecycle records are never deleted"
+                assert reloaded is not None  # lifecycle records are never deleted
                 record = reloaded
                 continue
             new = record.unappended
@@ -97,7 +97,7 @@ class LinkLifecycle:
                 return Observed(Outcome.IGNORED, f"the link's saga ended {saga.status.value}, not created")
             return Observed(Outcome.PENDING, "the link's saga is still running")
         created = saga.result
-        assert isinstance(created, PaymentLinkCreated), "a created saga stores its PaymentLinkCreated"
+        assert isinstance(created, PaymentLinkCreated)  # a created saga stores its PaymentLinkCreated
         now = self._clock.now()
         fresh = LifecycleRecord(
             payment_link_id=link_id,
@@ -138,7 +138,7 @@ class LinkLifecycle:
                 return await self._store.save(marked)
             except ConcurrentUpdateError:
                 reloaded = await self._store.load(record.payment_link_id)
-                assert reloaded is not None, "lifecycle records are never deleted"
+                assert reloaded is not None  # lifecycle records are never deleted
                 record = reloaded
         raise ConcurrentUpdateError(record.payment_link_id, record.version)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -423,3 +424,13 @@ def test_every_lifecycle_event_has_a_json_schema_with_the_common_fields() -> Non
     common = {"event_id", "event_type", "occurred_at", "payment_link_id", "account_id", "contact_id", "source"}
     assert all(common <= set(schema["properties"]) for schema in schemas.values())
     assert "cancel_request_id" in schemas["PaymentLinkVoided"]["properties"]
+
+
+def test_overdue_counts_days_in_utc_whatever_the_hosts_timezone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Etc/GMT-14")  # UTC+14: already the 30th at 10:00 UTC on the 29th
+    time.tzset()
+    try:
+        assert decide(new_record(), seen("open", source=Source.SCAN), datetime(2030, 1, 29, 10, tzinfo=UTC)) == []
+    finally:
+        monkeypatch.undo()
+        time.tzset()

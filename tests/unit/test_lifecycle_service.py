@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from domain.errors import ConcurrentUpdateError
+from domain.errors import ConcurrentUpdateError, Reason, RetryableError
 from domain.events import PaymentLinkCreated
 from domain.lifecycle import InvoiceSnapshot, LinkStatus, Observation
 from domain.lifecycle_events import Source, Transition, lifecycle_event_id
@@ -185,6 +185,7 @@ async def test_a_redelivered_stripe_event_is_a_duplicate(link: Link) -> None:
     again = await link.observe(failed)
 
     assert again.outcome is Outcome.DUPLICATE and again.events == []
+    assert again.record == link.store.record(link.created.payment_link_id)
     assert link.world.outbox.appends == appends and link.store.saves == saves
     assert link.published() == ["PaymentLinkPaymentFailed"]
 
@@ -203,10 +204,20 @@ async def test_a_redelivered_event_that_moved_nothing_is_a_duplicate_too(link: L
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [
-        pytest.param({"stripe_account": "acct_attacker"}, "another Stripe account", id="foreign-account"),
-        pytest.param({"snapshot": {"invoice_id": "in_other"}}, "not the link's invoice", id="other-invoice"),
+        pytest.param(
+            {"stripe_account": "acct_attacker"},
+            "the event comes from another Stripe account than the link's",
+            id="foreign-account",
+        ),
+        pytest.param(
+            {"snapshot": {"invoice_id": "in_other"}}, "the invoice is not the link's invoice", id="other-invoice"
+        ),
         pytest.param({"snapshot": {"payment_link_id": new_request_id()}}, "unknown payment link", id="unknown-link"),
-        pytest.param({"snapshot": {"payment_link_id": None}}, "no metadata", id="no-metadata"),
+        pytest.param(
+            {"snapshot": {"payment_link_id": None}},
+            "the invoice is not a payment link's (no metadata.payment_link_id)",
+            id="no-metadata",
+        ),
     ],
 )
 async def test_an_observation_that_is_not_the_links_is_ignored_and_stores_nothing(
@@ -216,7 +227,7 @@ async def test_an_observation_that_is_not_the_links_is_ignored_and_stores_nothin
 
     observed = await link.observe(link.seen("paid", **changes))
 
-    assert observed.outcome is Outcome.IGNORED and reason in observed.reason and observed.events == []
+    assert observed.outcome is Outcome.IGNORED and observed.reason == reason and observed.events == []
     assert link.store.documents == {} and link.world.outbox.events == outbox_before
 
 
@@ -241,7 +252,7 @@ async def test_a_link_whose_saga_is_running_is_pending(link: Link) -> None:
 
     observed = await link.observe(link.seen("paid", snapshot={"payment_link_id": running.payment_link_id}))
 
-    assert observed.outcome is Outcome.PENDING and "running" in observed.reason
+    assert observed.outcome is Outcome.PENDING and observed.reason == "the link's saga is still running"
     assert link.store.documents == {}
 
 
@@ -344,6 +355,7 @@ async def test_an_observer_that_keeps_losing_gives_up_with_a_retryable_error(lin
         await link.observe(link.seen("paid"))
 
     assert raised.value.retryable and link.published() == []
+    assert (raised.value.payment_link_id, raised.value.expected_version) == (link.created.payment_link_id, 0)
     link.store.faults.clear()
     assert (await link.observe(link.seen("paid"))).outcome is Outcome.APPLIED
 
@@ -355,8 +367,18 @@ async def test_owed_events_that_cannot_be_marked_give_up_with_a_retryable_error(
     link.store.faults.add("save", ConcurrentUpdateError(link.created.payment_link_id, 1), times=None)
     saves = link.store.saves
 
-    with pytest.raises(ConcurrentUpdateError):
+    with pytest.raises(ConcurrentUpdateError) as raised:
         await link.observe(link.seen("open", source=Source.RECONCILE))
 
+    assert (raised.value.payment_link_id, raised.value.expected_version) == (link.created.payment_link_id, 1)
     assert link.published() == ["PaymentLinkPaid"]  # appended, just not marked
     assert link.store.saves == saves  # every save refused
+
+
+async def test_a_link_with_a_record_no_longer_needs_its_saga(link: Link) -> None:
+    await link.observe(link.seen("uncollectible"))
+    link.world.store.faults.add("load", RetryableError(Reason.INTERNAL_ERROR, "sagas unreachable"), times=None)
+
+    observed = await link.observe(link.seen("paid"))
+
+    assert observed.outcome is Outcome.APPLIED and link.published() == ["PaymentLinkUncollectible", "PaymentLinkPaid"]
