@@ -552,3 +552,10 @@ async def test_find_created_sees_a_replayed_saga_once_it_is_created(
         created["A_0m_due15"].payment_link_id,
         created["failed_A_0m"].payment_link_id,
     ]
+
+
+async def test_counts_by_status_since_a_moment(store: SagaStore, created: dict[str, SagaRecord]) -> None:
+    counts = store.count_by_status  # type: ignore[attr-defined]
+
+    assert await counts() == {"created": 4, "failed": 1, "running": 1}
+    assert await counts(since=T0 + timedelta(minutes=1)) == {"created": 3}
