@@ -8,7 +8,7 @@ the use cases (``consumer.app``) and the worker/relay loops can be exercised wit
 from __future__ import annotations
 
 from collections.abc import Hashable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from domain.notifications import Notification
@@ -168,6 +168,22 @@ class SagaQueries(Protocol):
         ...
 
     async def count_by_status(self, since: datetime | None = None) -> dict[str, int]: ...
+    async def find_created(
+        self,
+        *,
+        account_id: str | None = None,
+        since: datetime | None = None,
+        due_before: date | None = None,
+        limit: int = 1000,
+    ) -> list[SagaRecord]:
+        """For ``paylink reconcile`` and the overdue scan: sagas with status ``created`` (their link
+        exists, whether or not a lifecycle record has been stored for it yet), matching the filters
+        (``account_id``; ``since <= updated_at``; ``due_date < due_before``), oldest ``updated_at``
+        first, ties by ``payment_link_id``, at most ``limit``. Passing the last record's ``updated_at``
+        as ``since`` pages on, as long as fewer than ``limit`` records share one ``updated_at``
+        (microseconds: in practice one); the records at the boundary come again, and observing a link
+        twice is harmless. ``RetryableError`` on store faults."""
+        ...
 
 
 class Job(Protocol):

@@ -2,7 +2,9 @@
 
 A link is ``open`` once created; ``paid`` and ``void`` are final; ``uncollectible`` can still become
 ``paid`` or ``void``; ``overdue`` is a flag on an open or uncollectible link, raised at most once; each
-failed payment attempt is noticed once (by Stripe's ``attempt_count``). Nothing moves a link backwards:
+failed payment attempt is noticed once (by the id of the ``invoice.payment_failed`` event that reported
+it: Stripe's ``attempt_count`` stays 1 for the customer's later attempts on the hosted page, so it cannot
+tell them apart). A final link notices nothing more. Nothing moves a link backwards:
 Stripe does not promise event order, so a late ``invoice.marked_uncollectible`` after ``invoice.paid``
 changes nothing.
 
@@ -17,7 +19,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
 from domain.lifecycle_events import (
     LifecycleEvent,
@@ -30,6 +32,7 @@ from domain.lifecycle_events import (
     Transition,
     lifecycle_event_id,
 )
+from domain.saga_record import TIMESTAMP_FORMAT
 
 HISTORY_KEPT = 50  # transitions kept per link: a link has at most 4 besides its failed payment attempts
 STRIPE_EVENTS_KEPT = 200  # Stripe event ids remembered per link, to answer a redelivery at once
@@ -56,9 +59,9 @@ class InvoiceSnapshot(BaseModel):
     amount_remaining: int = 0
     currency: str = ""
     due_date: date | None = None
-    paid_at: datetime | None = None
-    voided_at: datetime | None = None
-    marked_uncollectible_at: datetime | None = None
+    paid_at: AwareDatetime | None = None
+    voided_at: AwareDatetime | None = None
+    marked_uncollectible_at: AwareDatetime | None = None
     paid_out_of_band: bool = False
     attempt_count: int = 0
     failure_message: str | None = Field(None, description="the last payment error's message, no card data")
@@ -71,7 +74,7 @@ class Observation(BaseModel):
     snapshot: InvoiceSnapshot
     stripe_account: str = Field(description="the connected account the invoice is on (event.account)")
     source: Source
-    occurred_at: datetime = Field(description="when it happened, as Stripe says (event.created)")
+    occurred_at: AwareDatetime = Field(description="when it happened, as Stripe says (event.created)")
     stripe_event_id: str | None = None
     stripe_event_type: str | None = None
     cancel_request_id: str | None = None
@@ -100,12 +103,25 @@ class LifecycleRecord(BaseModel):
     due_date: date | None = None
     status: LinkStatus = LinkStatus.OPEN
     overdue: bool = False
-    payment_failures: int = Field(0, description="the highest failed attempt_count noticed")
+    payment_failures: int = Field(0, description="failed payment attempts noticed")
     history: list[HistoryEntry] = Field(default_factory=list)
     stripe_event_ids: list[str] = Field(default_factory=list, description="Stripe events already applied")
     version: int = 0
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> LifecycleRecord:
+        """Reads ``to_document()`` output (extra keys, such as a store's ``_id``, are ignored)."""
+        return cls.model_validate(document)
+
+    def to_document(self) -> dict[str, Any]:
+        """JSON form; ``created_at``/``updated_at`` fixed-width UTC strings, so they sort as they compare."""
+        return self.model_dump(mode="json")
+
+    @field_serializer("created_at", "updated_at", when_used="json")
+    def _fixed_width_utc(self, moment: datetime) -> str:
+        return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
 
     @property
     def is_final(self) -> bool:
@@ -128,7 +144,7 @@ class LifecycleRecord(BaseModel):
                 **self.model_dump(),
                 "status": _status_after(self.status, transitions),
                 "overdue": self.overdue or Transition.OVERDUE in transitions,
-                "payment_failures": max(self.payment_failures, _failed_attempt(observation, transitions)),
+                "payment_failures": self.payment_failures + transitions.count(Transition.PAYMENT_FAILED),
                 "history": [*self.history, *entries][-HISTORY_KEPT:],
                 "stripe_event_ids": seen[-STRIPE_EVENTS_KEPT:],
                 "updated_at": now,
@@ -150,12 +166,8 @@ def decide(record: LifecycleRecord, observation: Observation, now: datetime) -> 
         return []
     invoice, transitions = observation.snapshot, []
     payable = invoice.status in ("open", "uncollectible")
-    if (
-        payable
-        and observation.stripe_event_type == "invoice.payment_failed"
-        and invoice.attempt_count > record.payment_failures
-    ):
-        transitions.append(Transition.PAYMENT_FAILED)
+    if payable and observation.stripe_event_type == "invoice.payment_failed" and observation.stripe_event_id:
+        transitions.append(Transition.PAYMENT_FAILED)  # a redelivery never gets here: it is has_seen()
     if invoice.status == "uncollectible" and record.status is LinkStatus.OPEN:
         transitions.append(Transition.UNCOLLECTIBLE)
     due = invoice.due_date or record.due_date
@@ -179,10 +191,6 @@ def _status_after(status: LinkStatus, transitions: list[Transition]) -> LinkStat
     return status
 
 
-def _failed_attempt(observation: Observation, transitions: list[Transition]) -> int:
-    return observation.snapshot.attempt_count if Transition.PAYMENT_FAILED in transitions else 0
-
-
 def _entry(record: LifecycleRecord, observation: Observation, transition: Transition, now: datetime) -> HistoryEntry:
     event = lifecycle_event(record, observation, transition, now)
     return HistoryEntry(
@@ -197,11 +205,11 @@ def _entry(record: LifecycleRecord, observation: Observation, transition: Transi
 def lifecycle_event(
     record: LifecycleRecord, observation: Observation, transition: Transition, now: datetime
 ) -> LifecycleEvent:
-    """The event of ``transition``; its id depends only on the link and the transition (and attempt)."""
+    """The event of ``transition``; its id depends only on the link and the transition (for a failed
+    payment, and the Stripe event that reported it)."""
     invoice = observation.snapshot
-    attempt = invoice.attempt_count if transition is Transition.PAYMENT_FAILED else None
     common: dict[str, Any] = {
-        "event_id": lifecycle_event_id(record.payment_link_id, transition, attempt),
+        "event_id": lifecycle_event_id(record.payment_link_id, transition, observation.stripe_event_id),
         "payment_link_id": record.payment_link_id,
         "correlation_id": record.correlation_id,
         "account_id": record.account_id,
@@ -230,11 +238,11 @@ def lifecycle_event(
         return PaymentLinkUncollectible(**common, occurred_at=moment, amount_remaining=invoice.amount_remaining)
     if transition is Transition.OVERDUE:
         due = invoice.due_date or record.due_date
-        assert due is not None, "decide() raises overdue only with a due date"
+        assert due is not None  # decide() raises overdue only with a due date
         return PaymentLinkOverdue(**common, occurred_at=now, due_date=due, amount_remaining=invoice.amount_remaining)
     return PaymentLinkPaymentFailed(
         **common,
         occurred_at=observation.occurred_at,
-        attempt_count=invoice.attempt_count,
+        attempt_count=max(invoice.attempt_count, 1),  # a failed payment is at least the first attempt
         failure_message=invoice.failure_message,
     )

@@ -30,7 +30,7 @@ class Source(StrEnum):
 
 
 class Transition(StrEnum):
-    """A change of a link's lifecycle; ``PAYMENT_FAILED`` may happen once per payment attempt."""
+    """A change of a link's lifecycle; ``PAYMENT_FAILED`` may happen once per failed payment attempt."""
 
     PAID = "paid"
     PAYMENT_FAILED = "payment_failed"
@@ -39,13 +39,15 @@ class Transition(StrEnum):
     VOIDED = "voided"
 
 
-def lifecycle_event_id(payment_link_id: str, transition: Transition, attempt: int | None = None) -> str:
+def lifecycle_event_id(payment_link_id: str, transition: Transition, occurrence: str | None = None) -> str:
     """UUIDv5 of (link, transition): the same for every path that notices the transition.
 
-    A failed payment attempt is its own transition: its name carries Stripe's ``attempt_count``
-    (``payment_failed:2``), so two failed attempts are two events and one attempt seen twice is one.
+    A failed payment attempt is its own transition, named by the Stripe event that reported it
+    (``payment_failed:evt_…``): Stripe's ``attempt_count`` does not grow on attempts made by the
+    customer on the hosted page after the first, so it cannot tell two failures apart. Two failed
+    attempts are two events; one ``invoice.payment_failed`` delivered twice is one.
     """
-    name = f"{transition.value}:{attempt}" if transition is Transition.PAYMENT_FAILED else transition.value
+    name = f"{transition.value}:{occurrence}" if transition is Transition.PAYMENT_FAILED else transition.value
     return str(uuid.uuid5(LIFECYCLE_NAMESPACE, f"{payment_link_id}/{name}"))
 
 

@@ -73,7 +73,7 @@ class LinkLifecycle:
                 record = await self._store.save(claimed)
             except ConcurrentUpdateError:
                 reloaded = await self._store.load(record.payment_link_id)
-                assert reloaded is not None, "lifecycle records are never deleted"
+                assert reloaded is not None  # lifecycle records are never deleted
                 record = reloaded
                 continue
             new = record.unappended
@@ -97,7 +97,7 @@ class LinkLifecycle:
                 return Observed(Outcome.IGNORED, f"the link's saga ended {saga.status.value}, not created")
             return Observed(Outcome.PENDING, "the link's saga is still running")
         created = saga.result
-        assert isinstance(created, PaymentLinkCreated), "a created saga stores its PaymentLinkCreated"
+        assert isinstance(created, PaymentLinkCreated)  # a created saga stores its PaymentLinkCreated
         now = self._clock.now()
         fresh = LifecycleRecord(
             payment_link_id=link_id,
@@ -122,21 +122,25 @@ class LinkLifecycle:
         return None
 
     async def _flush(self, record: LifecycleRecord) -> LifecycleRecord:
-        """Appends the record's unappended events to the outbox, in order, then marks them appended."""
-        pending = record.unappended
-        if not pending:
-            return record
-        for entry in pending:
-            await self._outbox.append(_event(entry.event))
-        marked = record.with_appended({entry.event["event_id"] for entry in pending}, self._clock.now())
-        try:
-            return await self._store.save(marked)
-        except ConcurrentUpdateError:
-            # Someone else saved meanwhile: the events are in the outbox either way; the next flush
-            # (ours or theirs) marks them, and appending them again is a no-op.
-            reloaded = await self._store.load(record.payment_link_id)
-            assert reloaded is not None
-            return reloaded
+        """Appends the record's unappended events to the outbox, in order, then marks them appended.
+
+        When another observer saved meanwhile, the reloaded record may owe events of its own claim:
+        those are appended too (appending one again is a no-op), so on return nothing is owed.
+        """
+        for _ in range(MAX_CLAIMS):
+            pending = record.unappended
+            if not pending:
+                return record
+            for entry in pending:
+                await self._outbox.append(_event(entry.event))
+            marked = record.with_appended({entry.event["event_id"] for entry in pending}, self._clock.now())
+            try:
+                return await self._store.save(marked)
+            except ConcurrentUpdateError:
+                reloaded = await self._store.load(record.payment_link_id)
+                assert reloaded is not None  # lifecycle records are never deleted
+                record = reloaded
+        raise ConcurrentUpdateError(record.payment_link_id, record.version)
 
 
 _EVENTS: TypeAdapter[LifecycleEvent] = TypeAdapter(LifecycleEvent)

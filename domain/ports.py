@@ -18,7 +18,7 @@ from typing import Protocol
 from domain.billing import DraftInvoice, FinalizedInvoice, InvoiceItem, InvoiceStatus, NewCustomer
 from domain.crm import Contact
 from domain.events import PaymentLinkCreated, PaymentLinkFailed
-from domain.lifecycle import LifecycleRecord
+from domain.lifecycle import InvoiceSnapshot, LifecycleRecord
 from domain.lifecycle_events import LifecycleEvent
 from domain.saga_record import SagaRecord
 
@@ -96,6 +96,14 @@ class Billing(Protocol):
     async def invoice_status(self, stripe_account: str, invoice_id: str) -> InvoiceStatus | None:
         """The invoice's status, or None when it does not exist (deleted). Read-only; used to choose
         between ``delete_draft`` and ``void_invoice`` when compensating."""
+        ...
+
+    async def retrieve_invoice(self, stripe_account: str, invoice_id: str) -> InvoiceSnapshot | None:
+        """The invoice's current state as paylink's lifecycle reads it (status, amounts, due date, the
+        moments of its transitions, ``metadata.payment_link_id``), or None when no such invoice exists on
+        ``stripe_account`` (deleted, or another account's). Read-only; used by ``paylink reconcile``.
+        ``failure_message`` is only what the invoice itself shows (``last_finalization_error``): payment
+        failures are learnt from ``invoice.payment_failed`` events, not from a read."""
         ...
 
     async def delete_draft(self, stripe_account: str, invoice_id: str) -> None:

@@ -8,13 +8,14 @@ Statuses: documents are read through ``SagaRecord.from_document``, so one stored
 ``compensating`` status (``running`` with a ``failure``) loads as ``compensating``; no stored document
 is rewritten until its saga is saved again. ``find_replayable`` selects ``failed`` and
 ``compensation_failed`` only (never in-flight sagas, old form or new); ``count_by_status`` counts old-form
-compensating documents as ``compensating``.
+compensating documents as ``compensating``. ``find_created`` selects ``created`` sagas for the
+lifecycle's reconcile and overdue scan.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pymongo import ASCENDING
@@ -100,6 +101,25 @@ class MongoSagaStore:
             query["updated_at"] = window
         with store_errors("saga query"):
             cursor = self._sagas.find(query).sort("updated_at", ASCENDING).limit(limit)
+            return [_record(document) async for document in cursor]
+
+    async def find_created(
+        self,
+        *,
+        account_id: str | None = None,
+        since: datetime | None = None,
+        due_before: date | None = None,
+        limit: int = 1000,
+    ) -> list[SagaRecord]:
+        query: dict[str, Any] = {"status": SagaStatus.CREATED.value}
+        if account_id:
+            query["account_id"] = account_id
+        if since is not None:
+            query["updated_at"] = {"$gte": _timestamp(since)}
+        if due_before is not None:
+            query["due_date"] = {"$lt": due_before.isoformat()}  # ISO dates sort as they compare
+        with store_errors("saga query"):
+            cursor = self._sagas.find(query).sort([("updated_at", ASCENDING), ("_id", ASCENDING)]).limit(limit)
             return [_record(document) async for document in cursor]
 
     async def count_by_status(self, since: datetime | None = None) -> dict[str, int]:

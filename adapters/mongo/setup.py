@@ -7,6 +7,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo.dead_letters import MongoDeadLetters
+from adapters.mongo.lifecycle_store import MongoLifecycleStore
 from adapters.mongo.outbox import MongoOutbox
 from adapters.mongo.saga_store import MongoSagaStore
 
@@ -15,3 +16,4 @@ async def ensure_indexes(database: AsyncDatabase[dict[str, Any]]) -> None:
     await MongoSagaStore(database).ensure_indexes()
     await MongoOutbox(database).ensure_indexes()
     await MongoDeadLetters(database).ensure_indexes()
+    await MongoLifecycleStore(database).ensure_indexes()

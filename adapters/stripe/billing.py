@@ -18,6 +18,8 @@
   /v1/invoices/{id}/add_lines`` (all or nothing, keyed by the batch key); any other line (an amount
   with a quantity > 1, which needs ``unit_amount_decimal`` and only ``/v1/invoiceitems`` takes it) and
   a run of one are one ``POST /v1/invoiceitems`` each, keyed by the line's own key.
+- ``retrieve_invoice`` maps the invoice with ``adapters.stripe.invoices.snapshot_from_invoice``, the
+  function the webhook intake applies to ``event.data.object``.
 - Every error becomes the domain's ``RetryableError``/``PermanentError`` (``adapters.stripe.errors``).
 """
 
@@ -33,9 +35,11 @@ import httpx
 import stripe
 
 from adapters.stripe.errors import StripeObjectMissing, translate
+from adapters.stripe.invoices import snapshot_from_invoice
 from adapters.stripe.rate_limit import AccountRateLimiter
 from domain.billing import DraftInvoice, FinalizedInvoice, InvoiceItem, InvoiceStatus, NewCustomer
 from domain.errors import PermanentError, RetryableError
+from domain.lifecycle import InvoiceSnapshot
 
 T = TypeVar("T")
 Observer = Callable[[str, str, float], None]  # endpoint, status, seconds
@@ -201,6 +205,10 @@ class StripeBilling:
             )
         except StripeObjectMissing:
             return None
+
+    async def retrieve_invoice(self, stripe_account: str, invoice_id: str) -> InvoiceSnapshot | None:
+        invoice = await self._retrieve(stripe_account, invoice_id)
+        return None if invoice is None else snapshot_from_invoice(invoice)
 
     async def invoice_status(self, stripe_account: str, invoice_id: str) -> InvoiceStatus | None:
         invoice = await self._retrieve(stripe_account, invoice_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -409,6 +410,59 @@ async def test_invoice_status_is_none_for_a_missing_or_foreign_invoice(stripe: B
     assert await stripe.billing.invoice_status(stripe.account, "in_doesnotexist") is None
     assert await stripe.billing.invoice_status(stripe.other, invoice_id) is None
     assert await stripe.billing.invoice_status(stripe.account, invoice_id) == "open"
+
+
+async def test_retrieve_invoice_shows_an_open_invoice_of_a_link(stripe: BillingHarness) -> None:
+    customer_id = await new_customer(stripe)
+    due = due_in(14)
+    draft = draft_for(customer_id, due)
+    invoice_id = await stripe.billing.create_draft_invoice(stripe.account, draft, _key("draft"))
+    await stripe.billing.add_invoice_items(
+        stripe.account, invoice_id, [amount_item(0, customer_id, 2500, 2)], _key("i")
+    )
+    await stripe.billing.finalize_invoice(stripe.account, invoice_id, _key("finalise"))
+
+    snapshot = await stripe.billing.retrieve_invoice(stripe.account, invoice_id)
+
+    assert snapshot is not None
+    assert snapshot.invoice_id == invoice_id and snapshot.status == "open"
+    assert snapshot.payment_link_id == draft.metadata["payment_link_id"]
+    assert (snapshot.amount_paid, snapshot.amount_remaining, snapshot.currency) == (0, 5000, "usd")
+    assert snapshot.due_date == datetime.fromtimestamp(due, UTC).date()
+    assert (snapshot.paid_at, snapshot.voided_at, snapshot.marked_uncollectible_at) == (None, None, None)
+    assert not snapshot.paid_out_of_band and snapshot.attempt_count == 0 and snapshot.failure_message is None
+
+
+async def test_retrieve_invoice_shows_a_voided_invoice(stripe: BillingHarness) -> None:
+    invoice_id, _ = await finalized_invoice(stripe)
+    before = datetime.now(UTC).replace(microsecond=0)
+    await stripe.billing.void_invoice(stripe.account, invoice_id, _key("void"))
+
+    snapshot = await stripe.billing.retrieve_invoice(stripe.account, invoice_id)
+
+    assert snapshot is not None and snapshot.status == "void" and snapshot.amount_remaining == 0
+    if isinstance(stripe, StripeHarness):  # the fake keeps no transition times
+        assert snapshot.voided_at is not None and before <= snapshot.voided_at <= datetime.now(UTC)
+
+
+async def test_retrieve_invoice_is_none_for_a_missing_or_foreign_invoice(stripe: BillingHarness) -> None:
+    invoice_id, _ = await finalized_invoice(stripe)
+
+    assert await stripe.billing.retrieve_invoice(stripe.account, "in_doesnotexist") is None
+    assert await stripe.billing.retrieve_invoice(stripe.other, invoice_id) is None
+
+
+@pytest.mark.parametrize("status", [500, 429])
+async def test_retrieve_invoice_faults_are_retryable(stripe: BillingHarness, status: int) -> None:
+    invoice_id, _ = await finalized_invoice(stripe)
+
+    async with stripe.fail_next(stripe.account, "retrieve_invoice", f"/v1/invoices/{invoice_id}", status):
+        with pytest.raises(RetryableError) as raised:
+            await stripe.billing.retrieve_invoice(stripe.account, invoice_id)
+
+    assert raised.value.reason is Reason.STRIPE_UNAVAILABLE
+    snapshot = await stripe.billing.retrieve_invoice(stripe.account, invoice_id)
+    assert snapshot is not None and snapshot.status == "open"
 
 
 # --- faults ---------------------------------------------------------------------------------------------------

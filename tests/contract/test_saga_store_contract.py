@@ -444,3 +444,118 @@ async def test_counts_by_status_count_old_form_compensating_documents_as_compens
 
     assert await store.count_by_status() == {"running": 1, "compensating": 3, "failed": 1}
     assert await store.count_by_status(since=T0) == {"running": 1, "compensating": 2, "failed": 1}
+
+
+# --- find_created ---------------------------------------------------------------------------------------
+
+
+def created_record(*, account_id: str, updated_at: datetime, due_date: date) -> SagaRecord:
+    return new_record(account_id=account_id, status=SagaStatus.CREATED, updated_at=updated_at).model_copy(
+        update={"due_date": due_date, "stripe_account": "acct_1", "invoice_id": "in_1"}
+    )
+
+
+@pytest.fixture
+async def created(store: SagaStore) -> dict[str, SagaRecord]:
+    """Named records in a shuffled insertion order; only ``created`` ones are found."""
+    records = {
+        "A_2m_due29": created_record(
+            account_id="acc_A", updated_at=T0 + timedelta(minutes=2), due_date=date(2030, 1, 29)
+        ),
+        "failed_A_0m": new_record(status=SagaStatus.FAILED, reason=Reason.PRICE_NOT_FOUND, account_id="acc_A"),
+        "B_1m_due20": created_record(
+            account_id="acc_B", updated_at=T0 + timedelta(minutes=1), due_date=date(2030, 1, 20)
+        ),
+        "running_A_0m": new_record(status=SagaStatus.RUNNING, account_id="acc_A"),
+        "A_0m_due15": created_record(account_id="acc_A", updated_at=T0, due_date=date(2030, 1, 15)),
+        "A_3m_due16": created_record(
+            account_id="acc_A", updated_at=T0 + timedelta(minutes=3), due_date=date(2030, 1, 16)
+        ),
+    }
+    for record in records.values():
+        await store.create_if_absent(record)
+    return records
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        pytest.param({}, ["A_0m_due15", "B_1m_due20", "A_2m_due29", "A_3m_due16"], id="all-oldest-first"),
+        pytest.param({"account_id": "acc_A"}, ["A_0m_due15", "A_2m_due29", "A_3m_due16"], id="account"),
+        pytest.param({"account_id": "acc_nobody"}, [], id="no-match"),
+        pytest.param({"since": T0 + timedelta(minutes=2)}, ["A_2m_due29", "A_3m_due16"], id="since-inclusive"),
+        pytest.param(
+            {"since": (T0 + timedelta(minutes=1)).astimezone(PLUS_5)},
+            ["B_1m_due20", "A_2m_due29", "A_3m_due16"],
+            id="since-in-another-timezone",
+        ),
+        pytest.param({"due_before": date(2030, 1, 20)}, ["A_0m_due15", "A_3m_due16"], id="due-before-exclusive"),
+        pytest.param({"due_before": date(2030, 1, 15)}, [], id="due-on-the-day-is-not-before"),
+        pytest.param(
+            {"account_id": "acc_A", "since": T0 + timedelta(minutes=1), "due_before": date(2030, 1, 29)},
+            ["A_3m_due16"],
+            id="combined",
+        ),
+        pytest.param({"limit": 2}, ["A_0m_due15", "B_1m_due20"], id="limit-keeps-oldest"),
+    ],
+)
+async def test_find_created_filters_and_orders(
+    store: SagaStore, created: dict[str, SagaRecord], filters: dict[str, Any], expected: list[str]
+) -> None:
+    names = {record.payment_link_id: name for name, record in created.items()}
+
+    found = await store.find_created(**filters)  # type: ignore[attr-defined]
+
+    assert [names[record.payment_link_id] for record in found] == expected
+    assert all(record == created[names[record.payment_link_id]] for record in found)
+
+
+async def test_find_created_pages_on_with_the_last_updated_at(store: SagaStore, created: dict[str, SagaRecord]) -> None:
+    tied = created_record(account_id="acc_B", updated_at=T0 + timedelta(minutes=1), due_date=date(2030, 1, 20))
+    await store.create_if_absent(tied)
+    seen: list[str] = []
+    since: datetime | None = None
+
+    for _ in range(10):
+        # limit above the number of records sharing one updated_at (two here)
+        page = await store.find_created(since=since, limit=3)  # type: ignore[attr-defined]
+        fresh = [record.payment_link_id for record in page if record.payment_link_id not in seen]
+        if not fresh:
+            break
+        seen += fresh
+        since = page[-1].updated_at
+
+    assert sorted(seen) == sorted(
+        [*(r.payment_link_id for n, r in created.items() if n[0] in "AB"), tied.payment_link_id]
+    )
+
+
+async def test_find_created_sees_a_replayed_saga_once_it_is_created(
+    store: SagaStore, created: dict[str, SagaRecord]
+) -> None:
+    failed = await store.load(created["failed_A_0m"].payment_link_id)
+    assert failed is not None
+    await store.save(
+        failed.model_copy(
+            update={
+                "status": SagaStatus.CREATED,
+                "failure": None,
+                "due_date": date(2030, 1, 10),
+                "updated_at": T0 + timedelta(minutes=9),
+            }
+        )
+    )
+
+    found = await store.find_created(due_before=date(2030, 1, 16))  # type: ignore[attr-defined]
+
+    assert [record.payment_link_id for record in found] == [
+        created["A_0m_due15"].payment_link_id,
+        created["failed_A_0m"].payment_link_id,
+    ]
+
+
+async def test_counts_by_status_since_a_moment(store: SagaStore, created: dict[str, SagaRecord]) -> None:
+    counts = store.count_by_status  # type: ignore[attr-defined]
+
+    assert await counts() == {"created": 4, "failed": 1, "running": 1}
+    assert await counts(since=T0 + timedelta(minutes=1)) == {"created": 3}

@@ -25,10 +25,12 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from domain.billing import DraftInvoice, FinalizedInvoice, InvoiceItem, InvoiceStatus, NewCustomer
 from domain.errors import PermanentError, Reason
+from domain.lifecycle import InvoiceSnapshot
 from domain.ports import Clock
 from tests.fakes import stripe_rules
 from tests.fakes.faults import FaultPlan
@@ -191,6 +193,24 @@ class FakeBilling:
         self._enter("invoice_status")
         invoice = self._on_account(stripe_account, invoice_id)
         return None if invoice is None else invoice.status
+
+    async def retrieve_invoice(self, stripe_account: str, invoice_id: str) -> InvoiceSnapshot | None:
+        """The invoice as Stripe shows it (no transition times: this fake does not keep them)."""
+        self._enter("retrieve_invoice")
+        invoice = self.invoices.get(invoice_id)
+        if invoice is None or invoice.stripe_account != stripe_account:
+            return None
+        due = invoice.params.get("due_date")
+        amount = self._amount_due(invoice)
+        return InvoiceSnapshot(
+            invoice_id=invoice.id,
+            status=invoice.status,
+            payment_link_id=invoice.params.get("metadata", {}).get("payment_link_id"),
+            amount_paid=amount if invoice.status == "paid" else 0,
+            amount_remaining=amount if invoice.status in ("draft", "open", "uncollectible") else 0,
+            currency=invoice.params["currency"],
+            due_date=datetime.fromtimestamp(due, UTC).date() if due is not None else None,
+        )
 
     async def delete_draft(self, stripe_account: str, invoice_id: str) -> None:
         self._enter("delete_draft")

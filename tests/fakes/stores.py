@@ -1,5 +1,9 @@
-"""In-memory ``SagaStore`` (documents round-trip through ``to_document``, versions are enforced) and
-``Outbox`` (idempotent on ``event_id``), both breakable with ``faults``.
+"""In-memory ``SagaStore`` and ``LifecycleStore`` (documents round-trip through ``to_document``, versions
+are enforced, nothing shared with the caller) and ``Outbox`` (idempotent on ``event_id``), all breakable
+with ``faults``.
+
+``FakeLifecycleStore.before_save`` holds coroutines to run at the start of the next saves, one each
+(before the version check): a test interleaves a second observer there, deterministically.
 
 ``FakeSagaStore.crash_at_save(n, persisted=…)`` simulates the process dying at the n-th save (1-based):
 after the write (``persisted=True``: the step's result is kept) or before it (the step's effect on
@@ -9,12 +13,15 @@ Stripe happened, its record did not).
 from __future__ import annotations
 
 import copy
-from datetime import datetime
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
 from typing import Any
 
 from domain.errors import ConcurrentUpdateError
-from domain.events import PaymentLinkCreated, PaymentLinkFailed
-from domain.saga_record import FAILED_STATUSES, SagaRecord
+from domain.lifecycle import LifecycleRecord
+from domain.ports import OutputEvent
+from domain.saga_record import FAILED_STATUSES, SagaRecord, SagaStatus
 from tests.fakes.faults import FaultPlan, SimulatedCrash
 
 
@@ -80,19 +87,75 @@ class FakeSagaStore:
         ]
         return sorted(matching, key=lambda record: record.updated_at)[:limit]
 
+    async def find_created(
+        self,
+        *,
+        account_id: str | None = None,
+        since: datetime | None = None,
+        due_before: date | None = None,
+        limit: int = 1000,
+    ) -> list[SagaRecord]:
+        self.faults.check("find_created")
+        records = [self.record(key) for key in self.documents]
+        matching = [
+            record
+            for record in records
+            if record.status is SagaStatus.CREATED
+            and (account_id is None or record.account_id == account_id)
+            and (since is None or record.updated_at >= since)
+            and (due_before is None or (record.due_date is not None and record.due_date < due_before))
+        ]
+        return sorted(matching, key=lambda record: (record.updated_at, record.payment_link_id))[:limit]
+
+    async def count_by_status(self, since: datetime | None = None) -> dict[str, int]:
+        records = [self.record(key) for key in self.documents]
+        return dict(Counter(r.status.value for r in records if since is None or r.updated_at >= since))
+
+
+class FakeLifecycleStore:
+    def __init__(self) -> None:
+        self.documents: dict[str, dict[str, Any]] = {}
+        self.faults = FaultPlan()
+        self.saves = 0
+        self.before_save: list[Callable[[], Awaitable[object]]] = []
+
+    def record(self, payment_link_id: str) -> LifecycleRecord:
+        return LifecycleRecord.from_document(copy.deepcopy(self.documents[payment_link_id]))
+
+    async def create_if_absent(self, record: LifecycleRecord) -> LifecycleRecord:
+        self.faults.check("create_if_absent")
+        self.documents.setdefault(record.payment_link_id, record.to_document())
+        return self.record(record.payment_link_id)
+
+    async def load(self, payment_link_id: str) -> LifecycleRecord | None:
+        self.faults.check("load")
+        return self.record(payment_link_id) if payment_link_id in self.documents else None
+
+    async def save(self, record: LifecycleRecord) -> LifecycleRecord:
+        if self.before_save:
+            await self.before_save.pop(0)()
+        self.faults.check("save")
+        self.saves += 1
+        stored = self.documents.get(record.payment_link_id)
+        if stored is None or stored["version"] != record.version:
+            raise ConcurrentUpdateError(record.payment_link_id, record.version)
+        self.documents[record.payment_link_id] = record.model_copy(update={"version": record.version + 1}).to_document()
+        self.faults.check("save", after_effect=True)
+        return self.record(record.payment_link_id)
+
 
 class FakeOutbox:
     def __init__(self) -> None:
-        self.events: dict[str, PaymentLinkCreated | PaymentLinkFailed] = {}
+        self.events: dict[str, OutputEvent] = {}
         self.appends = 0
         self.faults = FaultPlan()
 
-    async def append(self, event: PaymentLinkCreated | PaymentLinkFailed) -> None:
+    async def append(self, event: OutputEvent) -> None:
         self.faults.check("append")
         self.appends += 1
         self.events.setdefault(event.event_id, event)
         self.faults.check("append", after_effect=True)
 
     @property
-    def ordered(self) -> list[PaymentLinkCreated | PaymentLinkFailed]:
+    def ordered(self) -> list[OutputEvent]:
         return list(self.events.values())
