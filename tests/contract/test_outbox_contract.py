@@ -44,7 +44,7 @@ def fake_harness() -> OutboxHarness:
     fake = FakeOutbox()
 
     async def stored() -> list[tuple[str | None, Event]]:
-        return [(event.contact_id, event) for event in fake.ordered]
+        return [(event.contact_id, event) for event in fake.ordered if isinstance(event, Event)]
 
     return OutboxHarness(fake, stored)
 

@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -94,7 +94,7 @@ def acct() -> str:
     return f"acct_1{uuid.uuid4().hex[:16]}"
 
 
-async def wait_for(condition: Callable[[], Awaitable[T | None] | T | None], what: str, within: float = 10) -> T:
+async def wait_for(condition: Callable[[], Any], what: str, within: float = 10) -> Any:
     """Polls ``condition`` (sync or async) until it is truthy; fails after ``within`` seconds."""
     deadline = time.monotonic() + within
     while True:
@@ -102,7 +102,7 @@ async def wait_for(condition: Callable[[], Awaitable[T | None] | T | None], what
         if asyncio.iscoroutine(value):
             value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)

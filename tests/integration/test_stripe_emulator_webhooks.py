@@ -35,7 +35,12 @@ async def test_webhook_endpoint_lifecycle(client: stripe.StripeClient, api: http
     created = await client.v1.webhook_endpoints.create_async(
         {"url": "https://example.com/hooks", "enabled_events": ["invoice.paid"], "connect": True, "description": "d"}
     )
-    assert created.secret.startswith("whsec_") and created.status == "enabled" and created.object == "webhook_endpoint"
+    assert (
+        created.secret is not None
+        and created.secret.startswith("whsec_")
+        and created.status == "enabled"
+        and created.object == "webhook_endpoint"
+    )
     assert set(created.to_dict()) == {
         "id", "object", "api_version", "application", "created", "description", "enabled_events", "livemode",
         "metadata", "secret", "status", "url",

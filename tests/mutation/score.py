@@ -39,7 +39,7 @@ def equivalent_mutants(path: Path = EQUIVALENT) -> dict[str, str]:
 
 def mutated_code(name: str) -> str:
     """The lines ``mutmut show <name>`` prints with "+", stripped and joined with " / "."""
-    from mutmut.__main__ import find_mutant, get_diff_for_mutant
+    from mutmut.__main__ import find_mutant, get_diff_for_mutant  # type: ignore[attr-defined]
 
     diff = get_diff_for_mutant(name, path=find_mutant(name).path)
     return " / ".join(line[1:].strip() for line in diff.splitlines() if line.startswith("+") and line[:3] != "+++")

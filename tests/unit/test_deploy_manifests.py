@@ -61,7 +61,7 @@ def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
 
 
 def k8s_documents() -> list[dict[str, Any]]:
-    docs = []
+    docs: list[dict[str, Any]] = []
     for path in sorted(K8S.glob("*.y*ml")):
         docs.extend(doc for doc in load_yaml_documents(path) if doc.get("kind") != "Kustomization")
     return docs
@@ -787,7 +787,7 @@ def test_cli_commands_are_the_parsers() -> None:
 
 def webhooks_container() -> dict[str, Any]:
     [container] = pod_spec(deployment_for("webhooks"))["containers"]
-    return container
+    return dict(container)
 
 
 def test_k8s_webhooks_serve_their_port_and_probe_it() -> None:

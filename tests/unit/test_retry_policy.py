@@ -15,6 +15,7 @@ from consumer.app.requests import RequestHandler
 from consumer.app.retry import RetryPolicy
 from domain.errors import Reason, RetryableError
 from domain.events import PaymentLinkCreated, PaymentLinkFailed
+from domain.ports import OutputEvent
 from tests.fakes.world import REQUEST_ID, World, make_request, request_document
 
 RETRY_AFTER_S = 7.5  # far above the policy's backoff ceiling, so a wait of exactly this is the hint's
@@ -50,14 +51,14 @@ def rate_limited() -> RetryableError:
     return RetryableError(Reason.STRIPE_UNAVAILABLE, "Stripe answered 429", retry_after_s=RETRY_AFTER_S)
 
 
-async def through_the_worker(world: World, policy: RetryPolicy) -> PaymentLinkCreated | PaymentLinkFailed:
+async def through_the_worker(world: World, policy: RetryPolicy) -> OutputEvent:
     handler = RequestHandler(world.saga(), NoDeadLetters(), policy)
     raw = json.dumps(request_document()).encode()
     await handler.handle(handler.prepare(Message("requests", 0, 0, b"contact", raw)))
     return world.outbox.ordered[-1]
 
 
-async def through_replay(world: World, policy: RetryPolicy) -> PaymentLinkCreated | PaymentLinkFailed:
+async def through_replay(world: World, policy: RetryPolicy) -> OutputEvent:
     # First a run whose retries all fail: the saga ends failed, retryable, waiting for a replay.
     world.billing.faults.add("create_draft_invoice", rate_limited(), times=1)
     saga = world.saga()

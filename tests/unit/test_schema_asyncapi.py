@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,12 +53,13 @@ def test_an_asyncapi_3_parser_accepts_the_document_and_rejects_broken_ones(docum
     parsed = AsyncAPI3.model_validate(yaml.safe_load(COMMITTED.read_text()))
     assert parsed.asyncapi == "3.0.0"
     assert set(parsed.channels or {}) == {"requests", "results"}
-    for breakage in (
+    breakages: list[Callable[[dict[str, Any]], object]] = [
         lambda d: d["operations"]["sendResults"].update(action="publish"),
         lambda d: d["channels"]["results"].update(adress="typo"),
         lambda d: d["components"]["messages"]["PaymentLinkCreated"]["bindings"]["kafka"].update(keys={}),
         lambda d: d["servers"]["kafka"].pop("protocol"),
-    ):
+    ]
+    for breakage in breakages:
         broken = copy.deepcopy(document)
         breakage(broken)
         with pytest.raises(ValueError):
