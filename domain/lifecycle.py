@@ -171,13 +171,19 @@ def decide(record: LifecycleRecord, observation: Observation, now: datetime) -> 
     if invoice.status == "uncollectible" and record.status is LinkStatus.OPEN:
         transitions.append(Transition.UNCOLLECTIBLE)
     due = invoice.due_date or record.due_date
-    if payable and not record.overdue and due is not None and due < now.astimezone(UTC).date():
+    if payable and not record.overdue and due is not None and due < _as_of(observation, now).date():
         transitions.append(Transition.OVERDUE)
     if invoice.status == "paid":
         transitions.append(Transition.PAID)
     elif invoice.status == "void":
         transitions.append(Transition.VOIDED)
     return transitions
+
+
+def _as_of(observation: Observation, now: datetime) -> datetime:
+    """When the observation holds, in UTC: the later of the observer's clock (the overdue scan passes its
+    own) and the store's, so a due date counts as passed if either says so."""
+    return max(now, observation.occurred_at).astimezone(UTC)
 
 
 def _status_after(status: LinkStatus, transitions: list[Transition]) -> LinkStatus:
@@ -239,7 +245,10 @@ def lifecycle_event(
     if transition is Transition.OVERDUE:
         due = invoice.due_date or record.due_date
         assert due is not None  # decide() raises overdue only with a due date
-        return PaymentLinkOverdue(**common, occurred_at=now, due_date=due, amount_remaining=invoice.amount_remaining)
+        noticed = _as_of(observation, now)
+        return PaymentLinkOverdue(
+            **common, occurred_at=noticed, due_date=due, amount_remaining=invoice.amount_remaining
+        )
     return PaymentLinkPaymentFailed(
         **common,
         occurred_at=observation.occurred_at,

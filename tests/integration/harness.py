@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -137,6 +137,7 @@ class ResultCollector:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.results: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []  # every distinct event, in the order read
         self.records: list[Any] = []
         self.duplicates = 0
         self._consumer: AIOKafkaConsumer | None = None
@@ -156,21 +157,38 @@ class ResultCollector:
             await self._consumer.stop()
 
     async def wait_for(self, payment_link_ids: set[str], timeout_s: float = 60.0) -> dict[str, dict[str, Any]]:
-        assert self._consumer is not None
-        seen_event_ids = {r["event_id"] for r in self.results.values()}
-        async with asyncio.timeout(timeout_s):
-            while not payment_link_ids <= self.results.keys():
-                batch = await self._consumer.getmany(timeout_ms=200)
-                for records in batch.values():
-                    for record in records:
-                        self.records.append(record)
-                        event = json.loads(record.value)
-                        if event["event_id"] in seen_event_ids:
-                            self.duplicates += 1
-                            continue
-                        seen_event_ids.add(event["event_id"])
-                        self.results[event["payment_link_id"]] = event
+        """The latest event of each of ``payment_link_ids``, once every one has one."""
+        await self.wait_until(
+            lambda _: payment_link_ids <= self.results.keys(), f"results of {len(payment_link_ids)} links", timeout_s
+        )
         return {key: self.results[key] for key in payment_link_ids}
+
+    async def wait_until(
+        self, condition: Callable[[list[dict[str, Any]]], bool], what: str, timeout_s: float = 60.0
+    ) -> None:
+        """Reads on until ``condition(self.events)`` holds; fails with ``what`` after ``timeout_s``."""
+        assert self._consumer is not None
+        seen_event_ids = {event["event_id"] for event in self.events}
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not condition(self.events):
+                    batch = await self._consumer.getmany(timeout_ms=200)
+                    for records in batch.values():
+                        for record in records:
+                            self.records.append(record)
+                            event = json.loads(record.value)
+                            if event["event_id"] in seen_event_ids:
+                                self.duplicates += 1
+                                continue
+                            seen_event_ids.add(event["event_id"])
+                            self.results[event["payment_link_id"]] = event
+                            self.events.append(event)
+        except TimeoutError:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}") from None
+
+    def of(self, payment_link_id: str) -> list[str]:
+        """The event types published for one link, in order."""
+        return [e["event_type"] for e in self.events if e["payment_link_id"] == payment_link_id]
 
 
 @contextlib.asynccontextmanager

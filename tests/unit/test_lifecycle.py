@@ -434,3 +434,14 @@ def test_overdue_counts_days_in_utc_whatever_the_hosts_timezone(monkeypatch: pyt
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_an_observation_made_after_the_due_date_counts_even_if_the_store_clock_is_earlier() -> None:
+    """The overdue scan passes its own clock as the observation's time; the later clock decides."""
+    late = seen("open", source=Source.SCAN, occurred_at=AFTER_DUE)
+    record = after(new_record(), late, now=T0)
+    assert transitions(record) == [Transition.OVERDUE]
+    assert PaymentLinkOverdue.model_validate(events(record)[0]).occurred_at == AFTER_DUE
+    early = seen("open", source=Source.SCAN, occurred_at=T0)
+    assert decide(new_record(), early, AFTER_DUE) == [Transition.OVERDUE], "the store's later clock counts too"
+    assert decide(new_record(), early, T0) == []
