@@ -27,6 +27,7 @@ from domain.events import PaymentLinkCreated
 from domain.lifecycle_events import PaymentLinkPaid, Source, Transition, lifecycle_event_id
 from domain.lifecycle_service import LinkLifecycle
 from domain.saga_record import SagaRecord
+from tests.fakes.faults import SimulatedCrash
 from tests.fakes.stores import FakeLifecycleStore
 from tests.fakes.world import REQUEST_ID, STRIPE_ACCOUNT, World, make_request
 
@@ -202,3 +203,17 @@ async def test_health_and_readiness(hooks: Hooks) -> None:
     assert (await hooks.client.get("/readyz")).status == 503
     metrics = await (await hooks.client.get("/metrics")).text()
     assert "paylink_webhooks_total" in metrics
+
+
+async def test_a_crash_after_the_outbox_write_before_the_answer_changes_nothing_on_stripes_retry(
+    hooks: Hooks,
+) -> None:
+    hooks.world.outbox.faults.add("append", SimulatedCrash("the process died here"), after_effect=True, times=1)
+    event = hooks.event("invoice.paid", "paid")
+    status, _ = await hooks.deliver(event)
+    assert status == 500, "no 2xx: Stripe delivers the event again"
+    assert [e.event_type for e in hooks.lifecycle_events()] == ["PaymentLinkPaid"], "the event was written"
+    assert await hooks.deliver(event) == (200, {"result": "duplicate"})
+    assert [e.event_type for e in hooks.lifecycle_events()] == ["PaymentLinkPaid"], "and is not written twice"
+    (stored,) = hooks.lifecycles.documents.values()
+    assert all(entry["appended"] for entry in stored["history"]), "the retry finished the bookkeeping"
