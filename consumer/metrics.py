@@ -41,7 +41,7 @@ LEASE_ACTIVE = Gauge("paylink_relay_lease_active", "1 while this relay holds the
 WEBHOOKS = Counter(
     "paylink_webhooks_total",
     "Stripe webhook deliveries by event type and outcome (applied, unchanged, duplicate, ignored, pending, "
-    "unhandled_type, bad_signature, bad_payload, error)",
+    "unhandled_type, platform_event, bad_signature, bad_payload, error)",
     ["type", "outcome"],
 )
 LIFECYCLE_EVENTS = Counter(

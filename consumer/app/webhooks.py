@@ -58,7 +58,10 @@ class WebhookIntake:
             return _counted("unknown", Reply(Verdict.BAD_PAYLOAD, "bad_payload", str(error)), {})
         context = {"stripe_event_id": notification.id, "stripe_event_type": notification.type}
         if notification.observation is None:
-            return _counted(notification.type, Reply(Verdict.ACCEPTED, "unhandled_type"), context)
+            # Not an invoice event paylink handles, or one of the platform's own account (links live on
+            # connected accounts): acknowledged, so Stripe does not retry it.
+            outcome = "platform_event" if notification.account is None else "unhandled_type"
+            return _counted(notification.type, Reply(Verdict.ACCEPTED, outcome), context)
         context["payment_link_id"] = notification.observation.snapshot.payment_link_id or ""
         try:
             observed = await self._observe(notification)

@@ -2,7 +2,8 @@
 
 Seeds a fresh CRM account connected to a Stripe (emulator) account, with contacts and prices; starts
 `paylink worker` and `paylink relay` as real processes; publishes a handful of requests covering the
-main outcomes; waits for every result on the results topic; prints a table; stops what it started.
+main outcomes; waits for every result on the results topic; prints a table. Then `paylink webhooks`
+follows two links: one is paid, one voided (``demo_lifecycle``). Stops what it started.
 Uses the default settings (topics, database), so what it leaves behind is what `paylink status` shows.
 
 Run from the repository root: `python -m deploy.local.demo` (what `make demo` does).
@@ -31,6 +32,7 @@ from pymongo import AsyncMongoClient
 from consumer.cli.topics import create_topics
 from consumer.runtime.bootstrap import database_name
 from consumer.runtime.settings import Settings
+from deploy.local.demo_lifecycle import second_act
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -233,6 +235,13 @@ def main() -> None:
         results = asyncio.run(publish_and_collect(settings, requests))
         print(f"all {len(results)} results arrived in {time.monotonic() - started:.2f}s\n")
         print(table(requests, results))
+        created = {
+            label: results[body["event_id"]]
+            for label, body in requests
+            if results[body["event_id"]]["event_type"] == "PaymentLinkCreated"
+        }
+        print("\npaylink webhooks is running; a customer pays the first link, the second is voided in Stripe …")
+        print(asyncio.run(second_act(settings, created, free_port(), log_dir)))
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -241,7 +250,10 @@ def main() -> None:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-    print(f"\nworker and relay stopped; their logs: {log_dir}/demo-worker.log, demo-relay.log")
+    print(
+        f"\nworker, relay and webhooks stopped; their logs: {log_dir}/demo-worker.log, demo-relay.log, "
+        "demo-webhooks.log"
+    )
 
 
 if __name__ == "__main__":

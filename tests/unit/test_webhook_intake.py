@@ -161,6 +161,9 @@ async def test_a_body_over_one_mebibyte_is_413(hooks: Hooks) -> None:
 async def test_other_event_types_are_acknowledged_and_ignored(hooks: Hooks) -> None:
     event = {"id": "evt_c", "object": "event", "type": "customer.created", "account": STRIPE_ACCOUNT, "data": {}}
     assert await hooks.deliver(event) == (200, {"result": "unhandled_type"})
+    platform = hooks.event("invoice.paid", "paid")
+    del platform["account"]  # the platform's own invoice: links live on connected accounts
+    assert await hooks.deliver(platform) == (200, {"result": "platform_event"})
     assert hooks.lifecycles.documents == {}
 
 
