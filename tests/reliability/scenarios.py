@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from consumer.runtime.settings import LOCAL_STRIPE_TEST_KEY
+from tests.reliability import lifecycle
 from tests.reliability.invariants import Observation
 from tests.reliability.runner import Chaos, Scenario, ScenarioRun
 from tests.reliability.workload import Sent, World, hostile_fixed, hostile_random_bytes, hypothesis_messages
@@ -400,6 +401,19 @@ def scenarios(reduced: bool = False) -> list[Scenario]:
             settings={"stripe_api_key": BAD_KEY, "retry_attempts": 3},
             replay_settings={"stripe_api_key": SecretStr(LOCAL_STRIPE_TEST_KEY)},
             goal=everything_replayed,
+        ),
+        Scenario(
+            "webhook_faults",
+            "links paid, failed, written off and voided in Stripe while webhooks are dropped, duplicated, delayed "
+            "and reordered and paylink webhooks is SIGKILLed; then paylink reconcile",
+            requests=60,
+            produce_s=20,
+            chaos=lifecycle.drive,
+            finish=lifecycle.finish,
+            goal=lifecycle.goal,
+            webhooks=True,
+            private=True,  # moves the emulator's clock and sets its webhook retry schedule
+            weights={"created": 120, "duplicate": 4},
         ),
         Scenario(
             "security",
