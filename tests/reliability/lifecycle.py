@@ -61,7 +61,7 @@ PLANS: list[tuple[tuple[str, ...], int]] = [
     (("void", "pay"), 1),  # Stripe refuses the payment: void is final
     (("pay", "uncollectible"), 1),  # Stripe refuses: only open invoices can be marked uncollectible
 ]
-FAULT_KINDS = [("drop", 2), ("duplicate", 3), ("delay", 2), ("hold", 2)]
+FAULT_KINDS = [("drop", 2), ("duplicate", 3), ("delay", 2), ("hold", 3)]
 DROPPABLE = ["invoice.paid", "invoice.voided", "invoice.marked_uncollectible"]  # reconcile recovers these
 
 
@@ -120,6 +120,17 @@ class Driver:
             await self.act(link, action)
             await asyncio.sleep(self.run.rng.uniform(0.3, 2.0))
 
+    async def late(self, link: Link) -> None:
+        """One more action on a link whose invoice is still open or uncollectible, after the clock jump."""
+        await asyncio.sleep(self.run.rng.uniform(0.0, 2.0))
+        headers = {"Stripe-Account": link.stripe_account}
+        invoice = await self.api.get(f"/v1/invoices/{link.invoice_id}", headers=headers)
+        status = invoice.raise_for_status().json()["status"]
+        if status not in ("open", "uncollectible"):
+            return
+        choices = ["fail", "fail", "pay", "void"] + (["uncollectible", "uncollectible"] if status == "open" else [])
+        await self.act(link, self.run.rng.choice(choices))
+
     async def add_fault(self, spec: dict[str, Any]) -> None:
         response = await self.api.post("/_emulator/webhook_faults", json=spec)
         response.raise_for_status()
@@ -155,8 +166,13 @@ async def _links(driver: Driver, stop: asyncio.Event) -> None:
     plans, weights = [plan for plan, _ in PLANS], [weight for _, weight in PLANS]
     expected = len({sent.event_id for sent in run.sent if sent.valid})
     deadline = time.monotonic() + run.scenario.produce_s + 90
-    while time.monotonic() < deadline:
-        for saga in await _created(run):
+    ended = False
+    while not ended:
+        ended = run.elapsed() > run.scenario.produce_s and await _terminal(run) >= expected
+        if time.monotonic() > deadline:
+            run.notes.append("not every saga ended while driving the lifecycle")
+            ended = True
+        for saga in await _created(run):  # once more after the last saga ended: it may be a created one
             result = saga["result"]
             link_id = str(result["payment_link_id"])
             if link_id in driver.links:
@@ -165,16 +181,15 @@ async def _links(driver: Driver, stop: asyncio.Event) -> None:
             link.plan = () if link_id in driver.eager else run.rng.choices(plans, weights)[0]
             driver.links[link_id] = link
             plays.append(asyncio.create_task(driver.play(link)))
-        if run.elapsed() > run.scenario.produce_s and await _terminal(run) >= expected:
-            break
         await asyncio.sleep(0.3)
-    else:
-        run.notes.append("not every saga ended while driving the lifecycle")
     # Every link exists: from now on Stripe's clock is past their due dates (new requests would be refused).
     (await driver.api.post("/_emulator/clock", json={"advance_seconds": OVERDUE_JUMP_S})).raise_for_status()
     run.reset_stripe_after = True
     run.chaos["clock jumped past due dates"] += 1
     await asyncio.gather(*plays)
+    # A late round on most links still payable: their webhooks now also show the due date passed.
+    late = [link for link in driver.links.values() if run.rng.random() < 0.7]
+    await asyncio.gather(*(driver.late(link) for link in late))
     stop.set()
 
 
@@ -251,6 +266,7 @@ async def _forge(driver: Driver) -> None:
         form = {
             "customer": customer.json()["id"],
             "collection_method": "send_invoice",
+            "currency": "eur",
             "days_until_due": "7",
             "metadata[payment_link_id]": link.payment_link_id,
             "metadata[account_id]": link.account_id,
@@ -276,9 +292,10 @@ async def drive(run: ScenarioRun) -> None:
     (await api.post("/_emulator/config", json=config)).raise_for_status()
     stop = asyncio.Event()
     try:
-        await asyncio.gather(
-            _links(driver, stop), _eager(driver, stop), _storm(driver, stop), _kills(driver), _forge(driver)
-        )
+        async with asyncio.TaskGroup() as group:  # one failing cancels the others (no kill after the run)
+            for part in (_links(driver, stop), _eager(driver, stop), _storm(driver, stop), _kills(driver)):
+                group.create_task(part)
+            group.create_task(_forge(driver))
     finally:
         # Faults still waiting to fire would hit the next deliveries: remove them, send what is held.
         listed = (await api.get("/_emulator/webhook_faults")).json()["data"]
@@ -345,7 +362,11 @@ def _count_deliveries(driver: Driver, deliveries: list[dict[str, Any]]) -> None:
     )
     statuses = Counter(str(d["status"]) for d in deliveries)
     refused_connections = sum(1 for d in deliveries for a in d["attempts"] if a["error"])
-    failed = [d["id"] for d in deliveries if d["status"] == "failed"]
+    failed = [
+        f"{d['id']} {d['type']} ({', '.join(str(a['response_code'] or a['error'])[:40] for a in d['attempts'])})"
+        for d in deliveries
+        if d["status"] == "failed"
+    ]
     actions = ", ".join(f"{n} {a}" for a, n in sorted(driver.actions.items()))
     refused = ", ".join(f"{n} {a}" for a, n in sorted(driver.refused.items())) or "none"
     run.notes.append(
@@ -356,7 +377,7 @@ def _count_deliveries(driver: Driver, deliveries: list[dict[str, Any]]) -> None:
     run.notes.append(
         f"deliveries: {len(deliveries)} ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}); "
         f"{len(retried)} retried to success, {refused_connections} attempts without an answer"
-        + (f"; exhausted: {failed[:5]}" if failed else "")
+        + (f"; retries exhausted (left to reconcile): {'; '.join(failed[:3])}" if failed else "")
     )
     with contextlib.suppress(StopIteration):
         summary = next(line for line in driver.reconcile_output.splitlines() if line.startswith("checked "))

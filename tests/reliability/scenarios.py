@@ -4,6 +4,11 @@
 ``scenarios(reduced=True)`` the few that fit ``make test``: they restart no service and change no
 emulator-wide setting (every Stripe fault is scoped to the scenario's own connected accounts), so they
 can share the development stack with the other tests.
+
+``webhook_faults`` (full suite only) is about what happens after ``PaymentLinkCreated``: it also runs
+``paylink webhooks`` behind a Connect endpoint on the emulator, moves the links' invoices through
+their lifecycle in Stripe under webhook delivery faults and webhooks SIGKILLs, runs ``paylink
+reconcile``, and is judged by the ``lifecycle_*`` invariants (``tests/reliability/lifecycle.py``).
 """
 
 from __future__ import annotations
