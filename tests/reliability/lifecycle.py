@@ -11,7 +11,8 @@ while the emulator's webhook deliveries are dropped, duplicated, delayed and reo
   restarted, so deliveries meet refused connections and are retried on a short schedule. A *stranger*
   connected account creates invoices whose metadata names the tenants' links (forged events: ignored).
   Once every link exists, the emulator's clock jumps past the due dates, so later webhooks also make
-  links overdue (the emulator is reset after the scenario: its clock only moves forward).
+  links overdue (the emulator is reset after the scenario: its clock only moves forward): some plans
+  wait for the jump halfway, and a late round acts once more on most links still payable.
 - ``finish``: waits for the deliveries to end, runs ``paylink reconcile`` (it recovers what the drops
   lost), and counts what happened.
 - ``goal``: the trouble really happened.
@@ -44,8 +45,13 @@ KILLS = 3
 EAGER_PAYMENTS = 4  # invoices paid while their saga still runs (the shortener is made slow meanwhile)
 FORGED = 4  # invoices on a stranger's account naming the tenants' links
 
-# Each plan is the actions on one link's invoice, in order; the weights make every path common.
+# Each plan is the actions on one link's invoice, in order; the weights make every path common. "later"
+# waits for the clock jump: what follows also shows the due date passed (overdue).
 PLANS: list[tuple[tuple[str, ...], int]] = [
+    (("fail", "later", "fail", "pay"), 2),
+    (("later", "uncollectible", "void"), 2),
+    (("later", "fail", "pay_out_of_band"), 1),
+    (("uncollectible", "later", "fail"), 1),
     (("pay_out_of_band",), 3),
     (("fail", "pay"), 3),
     (("fail", "fail", "pay"), 2),
@@ -82,6 +88,7 @@ class Driver:
     api: httpx.AsyncClient
     links: dict[str, Link] = field(default_factory=dict)
     eager: set[str] = field(default_factory=set)
+    jumped: asyncio.Event = field(default_factory=asyncio.Event)  # the clock is past the due dates
     actions: Counter[str] = field(default_factory=Counter)  # driven (200) per action
     refused: Counter[str] = field(default_factory=Counter)  # refused by Stripe (400) per action
     fault_ids: list[str] = field(default_factory=list)
@@ -117,6 +124,9 @@ class Driver:
     async def play(self, link: Link) -> None:
         await asyncio.sleep(self.run.rng.uniform(0.0, 2.0))
         for action in link.plan:
+            if action == "later":
+                await self.jumped.wait()
+                continue
             await self.act(link, action)
             await asyncio.sleep(self.run.rng.uniform(0.3, 2.0))
 
@@ -186,6 +196,7 @@ async def _links(driver: Driver, stop: asyncio.Event) -> None:
     (await driver.api.post("/_emulator/clock", json={"advance_seconds": OVERDUE_JUMP_S})).raise_for_status()
     run.reset_stripe_after = True
     run.chaos["clock jumped past due dates"] += 1
+    driver.jumped.set()
     await asyncio.gather(*plays)
     # A late round on most links still payable: their webhooks now also show the due date passed.
     late = [link for link in driver.links.values() if run.rng.random() < 0.7]
