@@ -32,7 +32,24 @@ Invariants (columns of the final table):
 - ``tenant_isolation``: no request ever reached a Stripe account it may not touch (neighbour, unconnected:
   counted by an emulator probe on those accounts, and no objects there), and every object on an
   active tenant's account carries that tenant's CRM account id.
-- ``no_secrets``: no API key or bearer token in any process output, result or dead letter message.
+- ``no_secrets``: no API key, bearer token or webhook signing secret in any process output, result,
+  lifecycle event or dead letter message.
+- ``lifecycle_once``: per link, every transition is published under one event id at most: paid,
+  voided, uncollectible and overdue each at most once among distinct event ids, with the id
+  ``lifecycle_event_id(link, transition)``; each ``PaymentLinkPaymentFailed`` is named by a distinct
+  ``invoice.payment_failed`` event of the link's invoice in Stripe (so at most one per failed attempt);
+  one event id never carries two different transitions; no lifecycle event for a link that was not
+  created. Re-deliveries of one event id are counted, not violations.
+- ``lifecycle_forward``: per link, in topic order (first copy of each event id): nothing before its
+  ``PaymentLinkCreated``, nothing after ``PaymentLinkPaid`` or ``PaymentLinkVoided`` (so never both, and
+  no uncollectible after a final event), overdue at most once.
+- ``lifecycle_owner``: every lifecycle event carries its link's own ``account_id``, ``contact_id``,
+  ``stripe_account`` and ``invoice_id`` (as its ``PaymentLinkCreated`` has them): never a foreign
+  tenant's, whatever events other accounts send naming the link.
+- ``lifecycle_final``: once settled (after ``paylink reconcile`` where the scenario runs it), each
+  created link's last published state equals its invoice's status in Stripe (``paid`` → paid
+  published, ``void`` → voided, ``uncollectible`` → uncollectible, ``open`` → neither), and its
+  lifecycle record agrees and owes the outbox nothing.
 - ``no_crash``: no paylink process exited unless the scenario stopped it.
 - ``goal_met``: the scenario's trouble really happened (kills, restarts, faults fired, the purge ran…),
   so a clean row means something.
@@ -48,6 +65,7 @@ from datetime import datetime
 from typing import Any
 
 from consumer.runtime.settings import LOCAL_SHORTENER_TOKEN, LOCAL_STRIPE_TEST_KEY
+from domain.lifecycle_events import Transition, lifecycle_event_id
 from tests.reliability.workload import Sent, World
 
 INVARIANTS = [
@@ -62,6 +80,10 @@ INVARIANTS = [
     "no_orphans",
     "tenant_isolation",
     "no_secrets",
+    "lifecycle_once",
+    "lifecycle_forward",
+    "lifecycle_owner",
+    "lifecycle_final",
     "no_crash",
     "goal_met",
 ]
@@ -71,7 +93,18 @@ SECRET_PATTERNS = [
     re.compile(re.escape(LOCAL_SHORTENER_TOKEN)),
     re.compile(r"\b[sr]k_(test|live)_[A-Za-z0-9]{6,}"),
     re.compile(r"(?i)\bbearer\s+(?!\[redacted\])[A-Za-z0-9._~+/-]{6,}"),
+    re.compile(r"\bwhsec_[A-Za-z0-9]{6,}"),
 ]
+TRANSITION_OF = {
+    "PaymentLinkPaid": Transition.PAID,
+    "PaymentLinkPaymentFailed": Transition.PAYMENT_FAILED,
+    "PaymentLinkOverdue": Transition.OVERDUE,
+    "PaymentLinkUncollectible": Transition.UNCOLLECTIBLE,
+    "PaymentLinkVoided": Transition.VOIDED,
+}
+STATE_AFTER = {"PaymentLinkPaid": "paid", "PaymentLinkVoided": "void", "PaymentLinkUncollectible": "uncollectible"}
+FINAL_EVENTS = {"PaymentLinkPaid", "PaymentLinkVoided"}
+OWNER_FIELDS = ("account_id", "contact_id", "stripe_account", "invoice_id")
 TERMINAL = {"created", "failed", "compensation_failed"}
 PLACE = "__place"  # (partition, offset) of a result record, added by the reader
 
@@ -108,7 +141,15 @@ class Observation:
     logs: str
     unexpected_exits: list[str]
     extra: dict[str, int] = field(default_factory=dict)
-    secrets: list[str] = field(default_factory=list)  # the run's configured key and token values
+    secrets: list[str] = field(default_factory=list)  # the run's configured key, token and webhook secrets
+    lifecycle: list[dict[str, Any]] = field(default_factory=list)  # lifecycle events on the topic, in order
+    lifecycles: dict[str, dict[str, Any]] = field(default_factory=dict)  # payment_link_id → lifecycle record
+    stripe_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # account → events (webhooks)
+
+    @property
+    def lifecycle_duplicates(self) -> int:
+        counts = Counter(r.get("event_id") for r in self.lifecycle)
+        return sum(n - 1 for n in counts.values())
 
     @property
     def duplicates(self) -> int:
@@ -129,6 +170,11 @@ def check_all(world: World, sent: list[Sent], topic: str, obs: Observation) -> d
     _orphans(world, obs, checks["no_orphans"])
     _isolation(world, obs, checks["tenant_isolation"])
     _secrets(obs, checks["no_secrets"])
+    links = created_links(obs)
+    _lifecycle_once(links, obs, checks["lifecycle_once"])
+    _lifecycle_forward(links, obs, checks["lifecycle_forward"])
+    _lifecycle_owner(links, obs, checks["lifecycle_owner"])
+    _lifecycle_final(links, obs, checks["lifecycle_final"])
     for exit_ in obs.unexpected_exits:
         checks["no_crash"].fail(exit_)
     return checks
@@ -282,7 +328,15 @@ def _invoices(world: World, sent: list[Sent], obs: Observation, check: Check) ->
             by_link[str((invoice.get("metadata") or {}).get("payment_link_id"))].append(invoice)
         for link, found in by_link.items():
             saga = obs.sagas.get(link)
-            finalised = [i for i in found if i.get("status") in ("open", "paid")]
+            # A created link's invoice may since have been paid, marked uncollectible or voided in Stripe; a
+            # voided invoice other than the result's is an earlier attempt's, compensated.
+            kept = (saga or {}).get("result") or {}
+            finalised = [
+                i
+                for i in found
+                if i.get("status") in ("open", "paid", "uncollectible")
+                or (i.get("status") == "void" and i["id"] == kept.get("invoice_id"))
+            ]
             if saga is None:
                 continue  # reported by no_orphans
             if saga.get("status") == "created":
@@ -359,10 +413,138 @@ def _isolation(world: World, obs: Observation, check: Check) -> None:
 
 def _secrets(obs: Observation, check: Check) -> None:
     texts = [("process output", obs.logs)]
-    texts += [("result", json.dumps(r)) for r in obs.results]
+    texts += [("result", json.dumps(r)) for r in [*obs.results, *obs.lifecycle]]
     texts += [("dead letter", str(d.get("message"))) for d in obs.dead_letters.values()]
     for where, text in texts:
         for pattern in [*SECRET_PATTERNS, *(re.compile(re.escape(v)) for v in obs.secrets if len(v) >= 6)]:
             found = pattern.search(text)
             if found:
                 check.fail(f"{where}: {pattern.pattern[:30]}… at …{text[max(0, found.start() - 40) : found.start()]}")
+
+
+# --- lifecycle --------------------------------------------------------------------------------------
+
+
+def created_links(obs: Observation) -> dict[str, dict[str, Any]]:
+    """payment_link_id → the ``PaymentLinkCreated`` stored on its saga, for every created link."""
+    return {
+        link: saga["result"]
+        for link, saga in obs.sagas.items()
+        if saga.get("status") == "created" and (saga.get("result") or {}).get("event_type") == "PaymentLinkCreated"
+    }
+
+
+def _distinct_lifecycle(obs: Observation) -> dict[str, list[dict[str, Any]]]:
+    """payment_link_id → its lifecycle events, the first copy of each event id, in topic order."""
+    first: dict[str, dict[str, Any]] = {}
+    for event in sorted(obs.lifecycle, key=lambda r: tuple(r[PLACE])):
+        first.setdefault(str(event.get("event_id")), event)
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in first.values():
+        grouped[str(event.get("payment_link_id"))].append(event)
+    return grouped
+
+
+def _lifecycle_once(links: dict[str, dict[str, Any]], obs: Observation, check: Check) -> None:
+    by_id: dict[str, set[tuple[Any, Any]]] = defaultdict(set)
+    for event in obs.lifecycle:
+        by_id[str(event.get("event_id"))].add((event.get("event_type"), event.get("payment_link_id")))
+    for event_id, kinds in sorted(by_id.items()):
+        if len(kinds) > 1:
+            check.fail(f"event id {event_id} carries {sorted(map(str, kinds))}", len(kinds) - 1)
+    failures_reported: dict[str, set[str]] = defaultdict(set)  # invoice id → its invoice.payment_failed ids
+    for events in obs.stripe_events.values():
+        for stripe_event in events:
+            if stripe_event.get("type") == "invoice.payment_failed":
+                invoice = (stripe_event.get("data") or {}).get("object") or {}
+                failures_reported[str(invoice.get("id"))].add(str(stripe_event["id"]))
+    for link, events in sorted(_distinct_lifecycle(obs).items()):
+        created = links.get(link)
+        if created is None:
+            check.fail(f"{len(events)} lifecycle event(s) for {link}, not a created link", len(events))
+            continue
+        per_type = Counter(str(e.get("event_type")) for e in events)
+        for kind, count in sorted(per_type.items()):
+            if kind != "PaymentLinkPaymentFailed" and count > 1:
+                check.fail(f"{link}: {kind} published under {count} event ids", count - 1)
+        reported = failures_reported[str(created.get("invoice_id"))]
+        failure_ids = {lifecycle_event_id(link, Transition.PAYMENT_FAILED, evt): evt for evt in reported}
+        for event in events:
+            kind = str(event.get("event_type"))
+            transition = TRANSITION_OF.get(kind)
+            if transition is None:
+                check.fail(f"{link}: unknown lifecycle event type {kind}")
+            elif transition is Transition.PAYMENT_FAILED:
+                if event.get("event_id") not in failure_ids:
+                    check.fail(
+                        f"{link}: PaymentLinkPaymentFailed {event.get('event_id')} names none of the "
+                        f"{len(reported)} invoice.payment_failed event(s) of {created.get('invoice_id')}"
+                    )
+            elif event.get("event_id") != lifecycle_event_id(link, transition):
+                check.fail(
+                    f"{link}: {kind} has event id {event.get('event_id')}, not lifecycle_event_id(link, {transition})"
+                )
+
+
+def _lifecycle_forward(links: dict[str, dict[str, Any]], obs: Observation, check: Check) -> None:
+    created_at: dict[str, tuple[int, int]] = {}
+    for result in obs.results:
+        if result.get("event_type") == "PaymentLinkCreated":
+            partition, offset = result[PLACE]
+            place = (int(partition), int(offset))
+            link = str(result.get("payment_link_id"))
+            created_at[link] = min(created_at.get(link, place), place)
+    for link, events in sorted(_distinct_lifecycle(obs).items()):
+        if link not in links:
+            continue  # reported by lifecycle_once
+        first = tuple(events[0][PLACE])
+        if link not in created_at or created_at[link][0] != first[0] or created_at[link][1] > first[1]:
+            check.fail(
+                f"{link}: {events[0].get('event_type')} at {first}, "
+                f"before its PaymentLinkCreated ({created_at.get(link)})"
+            )
+        kinds = [str(e.get("event_type")) for e in events]
+        for index, kind in enumerate(kinds):
+            if kind in FINAL_EVENTS and index + 1 < len(kinds):
+                check.fail(f"{link}: {kinds[index + 1 :]} published after {kind}", len(kinds) - index - 1)
+                break
+        if kinds.count("PaymentLinkOverdue") > 1:
+            check.fail(f"{link}: overdue {kinds.count('PaymentLinkOverdue')} times")
+
+
+def _lifecycle_owner(links: dict[str, dict[str, Any]], obs: Observation, check: Check) -> None:
+    for event in obs.lifecycle:
+        created = links.get(str(event.get("payment_link_id")))
+        if created is None:
+            continue  # reported by lifecycle_once
+        wrong = [
+            f"{name} {event.get(name)} (not {created.get(name)})"
+            for name in OWNER_FIELDS
+            if event.get(name) != created.get(name)
+        ]
+        if wrong:
+            check.fail(f"{event.get('payment_link_id')}: {event.get('event_type')} with {', '.join(wrong)}")
+
+
+def _lifecycle_final(links: dict[str, dict[str, Any]], obs: Observation, check: Check) -> None:
+    invoices = {invoice["id"]: invoice for objects in obs.stripe.values() for invoice in objects.get("invoice", [])}
+    published = _distinct_lifecycle(obs)
+    for link, created in sorted(links.items()):
+        invoice = invoices.get(str(created.get("invoice_id")))
+        if invoice is None:
+            continue  # reported by one_invoice
+        state = "open"
+        for event in published.get(link, []):
+            state = STATE_AFTER.get(str(event.get("event_type")), state)
+        if state != invoice.get("status"):
+            check.fail(f"{link}: last published state {state}, invoice {invoice['id']} is {invoice.get('status')}")
+        record = obs.lifecycles.get(link)
+        if record is None:
+            if state != "open":
+                check.fail(f"{link}: {state} published, no lifecycle record")
+            continue
+        if record.get("status") != invoice.get("status"):
+            check.fail(f"{link}: lifecycle record {record.get('status')}, invoice is {invoice.get('status')}")
+        owed = [entry for entry in record.get("history", []) if not entry.get("appended")]
+        if owed:
+            check.fail(f"{link}: lifecycle record owes the outbox {len(owed)} event(s)", len(owed))

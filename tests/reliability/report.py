@@ -21,12 +21,26 @@ SHORT = {
     "no_orphans": "orphans",
     "tenant_isolation": "tenant",
     "no_secrets": "secrets",
+    "lifecycle_once": "once",
+    "lifecycle_forward": "forward",
+    "lifecycle_owner": "owner",
+    "lifecycle_final": "final",
     "no_crash": "crash",
     "goal_met": "goal",
 }
 
 
-NOT_EVENTS = {"faults fired", "429 rate-limited", "worker SIGKILL mid-saga"}
+# Webhook delivery faults that fired (drop, duplicate, delay, hold): the "w" of the chaos cell.
+WEBHOOK_FAULTS = {"webhook drop", "webhook duplicate", "webhook delay", "webhook hold"}
+# What the webhook scenario saw happen (not chaos it caused): reported in the "exercised" line only.
+WEBHOOK_SEEN = {
+    "webhook deliveries reordered",
+    "webhook deliveries retried",
+    "webhook deliveries answered 503",
+    "forged webhooks ignored",
+    "reconcile recovered",
+}
+NOT_EVENTS = {"faults fired", "429 rate-limited", "worker SIGKILL mid-saga", *WEBHOOK_FAULTS, *WEBHOOK_SEEN}
 
 
 def _cell(violations: int) -> str:
@@ -60,6 +74,8 @@ def write_report(results: Sequence[ScenarioResult], out: TextIO, seconds: float)
         events = sum(n for what, n in done.items() if what not in NOT_EVENTS)
         cell = f"{events}" + (f"+{done['faults fired']}f" if done["faults fired"] else "")
         cell += f"+{done['429 rate-limited']}r" if done["429 rate-limited"] else ""
+        webhook_faults = sum(done[what] for what in WEBHOOK_FAULTS)
+        cell += f"+{webhook_faults}w" if webhook_faults else ""
         rows.append(
             [
                 result.scenario.name,
@@ -74,7 +90,8 @@ def write_report(results: Sequence[ScenarioResult], out: TextIO, seconds: float)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     legend = ", ".join(f"{short} = {name}" for name, short in SHORT.items())
     print(
-        f"\ncolumns: {legend}; chaos = kills, stops, joins, restarts, outages + faults fired (f) + 429s (r)",
+        f"\ncolumns: {legend}; chaos = kills, stops, joins, restarts, outages + faults fired (f) + 429s (r)"
+        " + webhook delivery faults fired (w)",
         file=out,
     )
     exercised = ", ".join(f"{n} x {what}" for what, n in sorted(totals.items()))

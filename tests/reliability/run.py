@@ -1,9 +1,12 @@
 """``make reliability``: every scenario against a private local stack; exits non-zero on any violation.
 
     .venv/bin/python -m tests.reliability.run [--only NAME ...] [--reduced] [--keep-stack] [--seed N]
+        [--state-dir DIR] [--kafka-port N] [--mongo-port N] [--stripe-port N] [--shortener-port N]
+        [--webhooks-port N]
 
 The private stack (``.local/reliability``, Kafka :19392/:19393, FerretDB :19317, Stripe emulator :19311,
-shortener emulator :19380) is started here and stopped at the end (``--keep-stack`` leaves it up); the
+shortener emulator :19380; ``paylink webhooks`` of a scenario on :19388; all movable, so that two runs
+can share a machine) is started here and stopped at the end (``--keep-stack`` leaves it up); the
 scenarios restart its broker, its store and its shortener. Process output of each scenario is kept under
 ``.local/reliability/runs/<time>/<scenario>/``. The report ends with the table and the line
 ``reliability: <scenarios> scenarios, <requests> requests, <violations> violations``.
@@ -57,7 +60,7 @@ async def run_all(
             dataclasses.replace(s, requests=max(5, int(s.requests * scale)), produce_s=s.produce_s * scale)
             for s in chosen
         ]
-    log_root = STATE_DIR / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    log_root = stack.state_dir / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     results = []
     for index, scenario in enumerate(chosen):
         print(f"reliability: running {scenario.name} ({index + 1}/{len(chosen)})…", file=sys.stderr, flush=True)
@@ -85,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20_251_126)
     parser.add_argument("--scale", type=float, default=1.0, help="scale requests and durations (quick tries)")
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR)
+    for service, port in (("kafka", 19392), ("mongo", 19317), ("stripe", 19311), ("shortener", 19380)):
+        parser.add_argument(f"--{service}-port", type=int, default=port, help=f"private stack's {service} port")
+    parser.add_argument("--webhooks-port", type=int, default=19388, help="port of the scenarios' paylink webhooks")
     args = parser.parse_args(argv)
     known = {s.name for s in scenarios(args.reduced)}
     unknown = set(args.only or []) - known
@@ -94,7 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     started = time.monotonic()
-    stack = PrivateStack(args.state_dir)
+    stack = PrivateStack(
+        args.state_dir,
+        kafka_port=args.kafka_port,
+        mongo_port=args.mongo_port,
+        stripe_port=args.stripe_port,
+        shortener_port=args.shortener_port,
+        webhooks_port=args.webhooks_port,
+    )
     stack.up()
     try:
         results = asyncio.run(run_all(args.only, args.reduced, args.seed, stack, args.scale))

@@ -4,12 +4,13 @@ A scenario gets its own topics (created with room for 1 MiB messages), consumer 
 Stripe connected accounts, so scenarios never see each other's data. Its life:
 
 1. seed the world; put a probe on the Stripe accounts no request may reach;
-2. start the paylink processes (N ``paylink worker``, two ``paylink relay``) as subprocesses, their
-   output in the run's log directory;
+2. start the paylink processes (N ``paylink worker``, two ``paylink relay`` and, for a scenario with
+   ``webhooks``, one ``paylink webhooks`` behind a Connect endpoint registered on the emulator) as
+   subprocesses, their output in the run's log directory;
 3. produce the messages over ``produce_s`` seconds while the scenario's chaos runs (kills, restarts,
    fault storms); a watchdog notes any process that exits unasked (and restarts it);
 4. settle: wait until the group's committed offsets reach the end of every partition and the outbox has
-   nothing left to publish;
+   nothing left to publish; then the scenario's ``finish`` (``paylink reconcile``, say), and settle again;
 5. replay: ``paylink replay --all`` for what ended retryable (see the invariants' docstring), settle again;
 6. observe everything and check; stop the processes gracefully.
 """
@@ -32,13 +33,15 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from consumer.runtime.settings import Settings
+from domain.lifecycle_events import LIFECYCLE_EVENT_TYPES
 from tests.e2e.processes import PaylinkProcess, logs_of
-from tests.integration.harness import settings_for, stripe_objects
+from tests.integration.harness import STRIPE_HEADERS, settings_for, stripe_objects
 from tests.reliability.invariants import INVARIANTS, PLACE, Check, Observation, check_all
 from tests.reliability.stack import PrivateStack, Services
 from tests.reliability.workload import Mix, Sent, World, seed_world
@@ -48,6 +51,9 @@ Document = dict[str, Any]
 Chaos = Callable[["ScenarioRun"], Awaitable[None]]
 Hostile = Callable[[World, random.Random, int], list[Sent]]
 Goal = Callable[["ScenarioRun", Observation], list[str]]
+LIFECYCLE_NAMES = frozenset(kind.__name__ for kind in LIFECYCLE_EVENT_TYPES)
+# What a Connect endpoint of paylink listens to (docs/operations.md, "Register the webhook endpoint").
+WEBHOOK_EVENT_TYPES = ["invoice.paid", "invoice.payment_failed", "invoice.voided", "invoice.marked_uncollectible"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ class Scenario:
     stripe_config: dict[str, Any] = field(default_factory=dict)  # emulator-wide config for the run (private only)
     replay_settings: dict[str, Any] = field(default_factory=dict)  # what the operator fixed before replaying
     goal: Goal | None = None  # what the chaos must have achieved (else the run proves nothing)
+    webhooks: bool = False  # run `paylink webhooks` behind a Connect endpoint registered on the emulator
+    finish: Chaos | None = None  # after the first settle (e.g. `paylink reconcile`); then settled again
 
 
 @dataclass
@@ -112,6 +120,10 @@ class ScenarioRun:
         self.notes: list[str] = []
         self.workers: list[PaylinkProcess] = []
         self.relays: list[PaylinkProcess] = []
+        self.webhooks: list[PaylinkProcess] = []
+        self.webhook_endpoint: str | None = None
+        self.reset_stripe_after = False  # the scenario moved the emulator's clock: reset it once observed
+        self.state: dict[str, Any] = {}  # what a scenario's chaos keeps for its finish and goal
         self._stopped: set[int] = set()  # id() of processes stopped on purpose
         self._unexpected: list[str] = []
         self._fault_ids: list[str] = []
@@ -137,6 +149,49 @@ class ScenarioRun:
         relay = PaylinkProcess("relay", self.settings, self.log_dir).start()
         self.relays.append(relay)
         return relay
+
+    def start_webhooks(self) -> PaylinkProcess:
+        hooks = PaylinkProcess("webhooks", self.settings, self.log_dir).start()
+        self.webhooks.append(hooks)
+        return hooks
+
+    async def _register_webhooks(self) -> None:
+        """A Connect endpoint on the emulator pointing at this run's ``paylink webhooks``; its secret goes
+        into the settings every process gets."""
+        port = self.services.webhooks_port
+        form = {"url": f"http://127.0.0.1:{port}/stripe/webhooks", "connect": "true", "description": self.name}
+        form.update({f"enabled_events[{i}]": kind for i, kind in enumerate(WEBHOOK_EVENT_TYPES)})
+        response = await self.stripe.post("/v1/webhook_endpoints", data=form, headers=STRIPE_HEADERS)
+        response.raise_for_status()
+        created = response.json()
+        self.webhook_endpoint = str(created["id"])
+        self.settings = self.settings.model_copy(
+            update={
+                "webhooks_host": "127.0.0.1",
+                "webhooks_port": port,
+                "stripe_webhook_secrets": SecretStr(str(created["secret"])),
+            }
+        )
+
+    async def webhooks_ready(self, timeout_s: float = 30.0) -> bool:
+        """Waits until ``paylink webhooks`` answers ``/readyz``; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(timeout=2) as http:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    url = f"http://127.0.0.1:{self.services.webhooks_port}/readyz"
+                    if (await http.get(url)).status_code == 200:
+                        return True
+                await asyncio.sleep(0.1)
+        return False
+
+    async def run_command(self, command: str, *args: str, timeout_s: float = 120) -> tuple[int | None, str]:
+        """Runs ``paylink <command> <args>`` to its end; its exit code and output."""
+        process = PaylinkProcess(command, self.settings, self.log_dir, *args).start()
+        assert process.process is not None
+        code = await asyncio.to_thread(process.process.wait, timeout_s)
+        output = "\n".join(p.read_text(errors="replace") for p in self.log_dir.glob(f"{command}-{id(process)}-*.log"))
+        return code, output
 
     async def running_sagas(self) -> int:
         try:
@@ -188,7 +243,7 @@ class ScenarioRun:
 
     async def _watchdog(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            for process in [*self.workers, *self.relays]:
+            for process in [*self.workers, *self.relays, *self.webhooks]:
                 if id(process) in self._stopped or process.alive or process.process is None:
                     continue
                 code = process.process.returncode
@@ -394,7 +449,9 @@ class ScenarioRun:
         return results, unreadable
 
     async def _observe(self, world: World) -> Observation:
-        results, unreadable = await self._results()
+        records, unreadable = await self._results()
+        results = [r for r in records if r.get("event_type") not in LIFECYCLE_NAMES]
+        lifecycle = [r for r in records if r.get("event_type") in LIFECYCLE_NAMES]
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
         await consumer.start()
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
@@ -410,9 +467,18 @@ class ScenarioRun:
                 kind: await stripe_objects(self.services.stripe_base, tenant.stripe_account, kind)
                 for kind in ("customer", "invoice", "invoiceitem")
             }
+        stripe_events: dict[str, list[Document]] = {}
+        if self.scenario.webhooks:
+            for tenant in world.active:
+                stripe_events[tenant.stripe_account] = await stripe_objects(
+                    self.services.stripe_base, tenant.stripe_account, "event"
+                )
         remaining = await self.db["outbox"].count_documents({})
         return Observation(
-            extra={"outbox_purged": len({r.get("event_id") for r in results}) - remaining},
+            extra={"outbox_purged": len({r.get("event_id") for r in records}) - remaining},
+            lifecycle=lifecycle,
+            lifecycles={str(d["_id"]): d async for d in self.db["lifecycles"].find({})},
+            stripe_events=stripe_events,
             sagas={str(d["_id"]): d async for d in self.db["sagas"].find({})},
             dead_letters={str(d["_id"]): d async for d in self.db["dead_letters"].find({})},
             contacts={str(d["_id"]): d async for d in self.db["contacts"].find({})},
@@ -427,8 +493,17 @@ class ScenarioRun:
             secrets=[
                 self.settings.stripe_api_key.get_secret_value(),
                 self.settings.shortener_token.get_secret_value(),
+                *self.settings.webhook_secrets(),
             ],
         )
+
+    async def _forget_webhooks(self) -> None:
+        """Removes the run's endpoint; resets the emulator if the run moved its (process-wide) clock."""
+        with contextlib.suppress(httpx.HTTPError):
+            if self.reset_stripe_after:
+                (await self.stripe.post("/_emulator/reset")).raise_for_status()
+            elif self.webhook_endpoint is not None:
+                await self.stripe.delete(f"/v1/webhook_endpoints/{self.webhook_endpoint}", headers=STRIPE_HEADERS)
 
     def crashed(self, error: BaseException) -> ScenarioResult:
         """The result of a scenario that could not run to its checks: one ``goal_met`` violation."""
@@ -452,12 +527,18 @@ class ScenarioRun:
         await self._create_topics()
         world = self.world = await seed_world(self.db, self.services.stripe_base)
         await self._probe(world.quiet_stripe_accounts)
+        if scenario.webhooks:
+            await self._register_webhooks()
         messages = self._messages(world)
         self.sent = messages
         for _ in range(scenario.workers):
             self.start_worker()
         for _ in range(scenario.relays):
             self.start_relay()
+        if scenario.webhooks:
+            self.start_webhooks()
+            if not await self.webhooks_ready():
+                self.notes.append("paylink webhooks was not ready within 30s")
         stop_watch = asyncio.Event()
         watchdog = asyncio.create_task(self._watchdog(stop_watch))
         self._started = time.monotonic()
@@ -476,6 +557,10 @@ class ScenarioRun:
             settled = await self._settle(scenario.settle_timeout_s)
             if not settled:
                 self.notes.append(f"did not settle within {scenario.settle_timeout_s:.0f}s")
+            if scenario.finish is not None:
+                await scenario.finish(self)
+                if not await self._settle(scenario.settle_timeout_s):
+                    self.notes.append("did not settle after the scenario's finish")
             drained = self.elapsed()
             replayed = await self._replay()
             if replayed and not await self._settle(scenario.settle_timeout_s):
@@ -488,8 +573,9 @@ class ScenarioRun:
         finally:
             stop_watch.set()
             await watchdog
-            running = [p for p in [*self.workers, *self.relays] if p.alive]
+            running = [p for p in [*self.workers, *self.relays, *self.webhooks] if p.alive]
             await asyncio.gather(*(self.terminate(p, chaos=False) for p in running))
+            await self._forget_webhooks()
         observation.unexpected_exits = list(self._unexpected)
         checks = check_all(world, messages, self.settings.requests_topic, observation)
         if scenario.goal is not None:

@@ -4,6 +4,11 @@
 ``scenarios(reduced=True)`` the few that fit ``make test``: they restart no service and change no
 emulator-wide setting (every Stripe fault is scoped to the scenario's own connected accounts), so they
 can share the development stack with the other tests.
+
+``webhook_faults`` (full suite only) is about what happens after ``PaymentLinkCreated``: it also runs
+``paylink webhooks`` behind a Connect endpoint on the emulator, moves the links' invoices through
+their lifecycle in Stripe under webhook delivery faults and webhooks SIGKILLs, runs ``paylink
+reconcile``, and is judged by the ``lifecycle_*`` invariants (``tests/reliability/lifecycle.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from consumer.runtime.settings import LOCAL_STRIPE_TEST_KEY
+from tests.reliability import lifecycle
 from tests.reliability.invariants import Observation
 from tests.reliability.runner import Chaos, Scenario, ScenarioRun
 from tests.reliability.workload import Sent, World, hostile_fixed, hostile_random_bytes, hypothesis_messages
@@ -400,6 +406,19 @@ def scenarios(reduced: bool = False) -> list[Scenario]:
             settings={"stripe_api_key": BAD_KEY, "retry_attempts": 3},
             replay_settings={"stripe_api_key": SecretStr(LOCAL_STRIPE_TEST_KEY)},
             goal=everything_replayed,
+        ),
+        Scenario(
+            "webhook_faults",
+            "links paid, failed, written off and voided in Stripe while webhooks are dropped, duplicated, delayed "
+            "and reordered and paylink webhooks is SIGKILLed; then paylink reconcile",
+            requests=60,
+            produce_s=20,
+            chaos=lifecycle.drive,
+            finish=lifecycle.finish,
+            goal=lifecycle.goal,
+            webhooks=True,
+            private=True,  # moves the emulator's clock and sets its webhook retry schedule
+            weights={"created": 120, "duplicate": 4},
         ),
         Scenario(
             "security",

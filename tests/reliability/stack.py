@@ -24,6 +24,7 @@ class Services:
     mongodb_uri: str  # base URI, without a database (each scenario uses its own database)
     stripe_base: str
     shortener_base: str
+    webhooks_port: int = 19388  # where a scenario's `paylink webhooks` listens (below the ephemeral range)
 
 
 class PrivateStack:
@@ -43,12 +44,14 @@ class PrivateStack:
         mongo_port: int = 19317,
         stripe_port: int = 19311,
         shortener_port: int = 19380,
+        webhooks_port: int = 19388,
     ) -> None:
         self.state_dir = state_dir
         self.kafka_port = kafka_port
         self.mongo_port = mongo_port
         self.stripe_port = stripe_port
         self.shortener_port = shortener_port
+        self.webhooks_port = webhooks_port  # not a service of the stack: the port scenarios' webhooks use
         self.restarts: dict[str, int] = {}
 
     @property
@@ -58,6 +61,7 @@ class PrivateStack:
             mongodb_uri=f"mongodb://127.0.0.1:{self.mongo_port}",
             stripe_base=f"http://127.0.0.1:{self.stripe_port}",
             shortener_base=f"http://127.0.0.1:{self.shortener_port}",
+            webhooks_port=self.webhooks_port,
         )
 
     @property
