@@ -6,6 +6,8 @@
   invoice has no ``payment_link_id``, names an unknown link, another invoice or another Stripe account
   is ``IGNORED`` (a forged or foreign event can never move another tenant's link);
 - a link whose saga is still running is ``PENDING`` (the caller retries later: Stripe redelivers);
+- a link's ``PaymentLinkCreated`` is in the outbox before any of its lifecycle events (appended again,
+  idempotently, when the link's first observation creates its record);
 - transitions are claimed on the stored record first (version-checked), then their events appended to
   the outbox, then marked appended: concurrent observers never publish a transition the record does
   not hold, and an observer that died between claim and append leaves the events for the next one
@@ -111,7 +113,13 @@ class LinkLifecycle:
             updated_at=now,
         )
         refusal = self._check(fresh, observation)
-        return refusal or await self._store.create_if_absent(fresh)
+        if refusal is not None:
+            return refusal
+        # The saga stores "created" before it appends PaymentLinkCreated: a worker that died in between
+        # owes the append until the request is redelivered. Appending it here (idempotent on its
+        # event_id) keeps every lifecycle event of a link behind its PaymentLinkCreated in the outbox.
+        await self._outbox.append(created)
+        return await self._store.create_if_absent(fresh)
 
     @staticmethod
     def _check(record: LifecycleRecord, observation: Observation) -> Observed | None:

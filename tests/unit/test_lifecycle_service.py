@@ -17,7 +17,7 @@ from domain.lifecycle_service import LinkLifecycle, Observed, Outcome
 from domain.saga_record import SagaRecord
 from tests.fakes.faults import SimulatedCrash
 from tests.fakes.stores import FakeLifecycleStore
-from tests.fakes.world import STRIPE_ACCOUNT, World, make_request, new_request_id, run_like_worker
+from tests.fakes.world import REQUEST_ID, STRIPE_ACCOUNT, World, make_request, new_request_id, run_like_worker
 
 KINDS = {"paid": "invoice.paid", "void": "invoice.voided", "uncollectible": "invoice.marked_uncollectible"}
 
@@ -270,6 +270,7 @@ async def test_a_link_whose_saga_failed_is_ignored(link: Link) -> None:
 
 
 async def test_events_claimed_before_a_crash_are_appended_first_by_the_next_observer(link: Link) -> None:
+    await link.observe(link.seen("open", source=Source.RECONCILE))  # the record exists
     link.world.outbox.faults.add("append", SimulatedCrash("died after the claim"))
     with pytest.raises(SimulatedCrash):
         await link.observe(link.seen("uncollectible"))
@@ -285,6 +286,7 @@ async def test_events_claimed_before_a_crash_are_appended_first_by_the_next_obse
 
 async def test_a_redelivery_of_the_crashed_event_appends_what_is_owed(link: Link) -> None:
     paid = link.seen("paid")
+    await link.observe(link.seen("open", source=Source.RECONCILE))  # the record exists
     link.world.outbox.faults.add("append", SimulatedCrash("died after the claim"))
     with pytest.raises(SimulatedCrash):
         await link.observe(paid)
@@ -361,6 +363,7 @@ async def test_an_observer_that_keeps_losing_gives_up_with_a_retryable_error(lin
 
 
 async def test_owed_events_that_cannot_be_marked_give_up_with_a_retryable_error(link: Link) -> None:
+    await link.observe(link.seen("open", source=Source.RECONCILE))  # the record exists
     link.world.outbox.faults.add("append", SimulatedCrash("died after the claim"))
     with pytest.raises(SimulatedCrash):
         await link.observe(link.seen("paid"))
@@ -382,3 +385,22 @@ async def test_a_link_with_a_record_no_longer_needs_its_saga(link: Link) -> None
     observed = await link.observe(link.seen("paid"))
 
     assert observed.outcome is Outcome.APPLIED and link.published() == ["PaymentLinkUncollectible", "PaymentLinkPaid"]
+
+
+async def test_a_link_whose_created_result_was_never_appended_gets_it_before_its_lifecycle_events() -> None:
+    """The saga saved "created" and the worker died before appending PaymentLinkCreated; a webhook comes."""
+    world = World()
+    world.outbox.faults.add("append", RuntimeError("the worker died"), times=1)
+    with pytest.raises(RuntimeError):
+        await world.saga().run(make_request())
+    assert world.outbox.ordered == [], "the saga is created, its result not yet in the outbox"
+    store = FakeLifecycleStore()
+    saga = world.store.record(REQUEST_ID)
+    created = saga.result
+    assert isinstance(created, PaymentLinkCreated)
+    link = Link(world, store, lifecycle_for(world, store), created)
+
+    await link.observe(link.seen("paid"))
+
+    assert [e.event_type for e in world.outbox.ordered] == ["PaymentLinkCreated", "PaymentLinkPaid"]
+    assert world.outbox.ordered[0] == created, "the stored result itself, same event_id"
