@@ -60,6 +60,21 @@ class Links:
     def __init__(self, stripe: httpx.AsyncClient, tenant: Tenant, created: dict[str, dict[str, Any]]) -> None:
         self._stripe, self._tenant, self.created = stripe, tenant, created
 
+    @property
+    def ids(self) -> dict[str, str]:
+        """payment_link_id by contact name."""
+        return {name: str(result["payment_link_id"]) for name, result in self.created.items()}
+
+    @property
+    def account(self) -> str:
+        return self._tenant.stripe_account
+
+    async def webhook_fault(self, stripe_api_base: str, kind: str, count: int) -> None:
+        """A delivery fault on this tenant's webhooks only (the emulator serves other tests too)."""
+        async with httpx.AsyncClient(base_url=stripe_api_base) as control:
+            fault = {"kind": kind, "account": self.account, "count": count}
+            (await control.post("/_emulator/webhook_faults", json=fault)).raise_for_status()
+
     def invoice(self, link: str) -> str:
         return str(self.created[link]["invoice_id"])
 
@@ -120,14 +135,10 @@ async def test_every_transition_reaches_the_results_topic_once_and_never_backwar
     lifecycle_stack: tuple[Settings, Links, ResultCollector, PaylinkProcess], stripe_api_base: str
 ) -> None:
     stack, links, results, _ = lifecycle_stack
-    link = {name: str(links.created[name]["payment_link_id"]) for name in links.created}
-    account = links._tenant.stripe_account
-
-    async with httpx.AsyncClient(base_url=stripe_api_base) as control:
-        # Link a: its webhook delivered twice.
-        await control.post("/_emulator/webhook_faults", json={"kind": "duplicate", "account": account, "count": 1})
-        await links.pay_out_of_band("a")  # paid out of band
-        await results.wait_until(lambda _: "PaymentLinkPaid" in results.of(link["a"]), "a paid")
+    link, account = links.ids, links.account
+    await links.webhook_fault(stripe_api_base, "duplicate", 1)  # link a: its webhook delivered twice
+    await links.pay_out_of_band("a")  # paid out of band
+    await results.wait_until(lambda _: "PaymentLinkPaid" in results.of(link["a"]), "a paid")
     await links.hosted_payment("b", "failed")  # a failed attempt, then a successful one
     await results.wait_until(lambda _: "PaymentLinkPaymentFailed" in results.of(link["b"]), "b's failed attempt")
     await links.hosted_payment("b", "succeeded")
@@ -138,7 +149,7 @@ async def test_every_transition_reaches_the_results_topic_once_and_never_backwar
     await links.post(f"/v1/invoices/{links.invoice('d')}/void")
     async with httpx.AsyncClient(base_url=stripe_api_base) as control:
         # Link e: its two transitions delivered in reverse order.
-        await control.post("/_emulator/webhook_faults", json={"kind": "hold", "account": account, "count": 2})
+        await links.webhook_fault(stripe_api_base, "hold", 2)
         await links.post(f"/v1/invoices/{links.invoice('e')}/mark_uncollectible")
         await links.pay_out_of_band("e")
         released = (await control.post("/_emulator/webhook_deliveries/release", json={"order": "reverse"})).json()
@@ -174,10 +185,8 @@ async def test_reconcile_recovers_a_dropped_webhook_and_the_scan_flags_overdue_l
     lifecycle_stack: tuple[Settings, Links, ResultCollector, PaylinkProcess], stripe_api_base: str
 ) -> None:
     stack, links, results, _ = lifecycle_stack
-    link = {name: str(links.created[name]["payment_link_id"]) for name in links.created}
-    account = links._tenant.stripe_account
-    async with httpx.AsyncClient(base_url=stripe_api_base) as control:
-        await control.post("/_emulator/webhook_faults", json={"kind": "drop", "account": account, "count": 1})
+    link = links.ids
+    await links.webhook_fault(stripe_api_base, "drop", 1)
     await links.pay_out_of_band("f")  # its invoice.paid webhook is lost
 
     dry = await paylink(stack, "reconcile", "--since", "1h", "--dry-run")
