@@ -160,6 +160,25 @@ async def test_a_contact_without_an_email_leaves_nothing_in_stripe_and_says_what
     assert stored[linked_id]["stripe_customers"] == links
 
 
+async def test_currency_in_any_case_is_invoiced_in_lower_case_and_an_unknown_one_never_reaches_stripe(
+    stack: Settings, mongo_client: AsyncMongoClient[dict[str, Any]], stripe_api_base: str
+) -> None:
+    db = database(mongo_client, stack)
+    tenant = await seed_tenant(db, stripe_api_base, {"ada": CONTACTS["ada"]})
+    upper, unknown = request(tenant, "ada", currency="EUR"), request(tenant, "ada", currency="xyz")
+    async with running_pipeline(stack), ResultCollector(stack) as collector:
+        await produce(stack, [upper, unknown])
+        results = await collector.wait_for({upper["event_id"], unknown["event_id"]})
+
+    created = results[upper["event_id"]]
+    assert (created["event_type"], created["currency"]) == ("PaymentLinkCreated", "eur"), created
+    refused = results[unknown["event_id"]]
+    assert (refused["reason"], refused["failed_step"]) == ("invalid_event", "validate"), refused
+    assert "got xyz" in refused["message"]
+    invoices = await stripe_objects(stripe_api_base, tenant.stripe_account, "invoice")
+    assert [(i["id"], i["currency"]) for i in invoices] == [(created["invoice_id"], "eur")]
+
+
 async def test_duplicate_delivery_makes_one_invoice_and_one_result(
     stack: Settings, mongo_client: AsyncMongoClient[dict[str, Any]], stripe_api_base: str
 ) -> None:
