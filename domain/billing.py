@@ -9,9 +9,10 @@ Decisions:
   the line's total): the invoice then shows "3 x 10.00", as the producer described it;
 - the draft uses ``pending_invoice_items_behavior=exclude``, so it never sweeps up another request's
   pending items of the same customer;
-- contact data is clipped to Stripe's limits (name 256, address fields 200); an email over 512 or a
-  phone over 20 characters, or a country that is not a 2-letter code, is left out rather than failing
-  the request.
+- contact data is clipped to Stripe's limits (name 256, address fields 200); a phone over 20 characters
+  or a country that is not a 2-letter code is left out rather than failing the request. An email over 512
+  characters would be left out too, but ``stripe_email`` then says the contact has none Stripe can use, and
+  the saga refuses such a contact before calling Stripe (``contact_missing_email``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class NewCustomer:
 
     @classmethod
     def from_contact(cls, contact: Contact) -> NewCustomer:
-        email = contact.email if contact.email and len(contact.email) <= MAX_EMAIL_CHARS else None
+        email = stripe_email(contact)
         phone = contact.phone if contact.phone and len(contact.phone) <= MAX_PHONE_CHARS else None
         name = contact.display_name
         return cls(
@@ -77,6 +78,11 @@ class NewCustomer:
         if self.address is not None:
             params["address"] = self.address.stripe_params()
         return params
+
+
+def stripe_email(contact: Contact) -> str | None:
+    """The contact's email as its Stripe customer gets it: None when it has none, or one over Stripe's limit."""
+    return contact.email if contact.email and len(contact.email) <= MAX_EMAIL_CHARS else None
 
 
 def _stripe_address(contact: Contact) -> StripeAddress | None:

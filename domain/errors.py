@@ -23,6 +23,7 @@ class Reason(StrEnum):
 
     INVALID_EVENT = "invalid_event"
     CONTACT_NOT_FOUND = "contact_not_found"
+    CONTACT_MISSING_EMAIL = "contact_missing_email"
     ACCOUNT_NOT_CONNECTED = "account_not_connected"
     INVALID_LINE_ITEMS = "invalid_line_items"
     INVALID_DUE_DATE = "invalid_due_date"

@@ -8,6 +8,8 @@ Decisions beyond DESIGN.md, all enforced here so nothing invalid reaches Stripe:
   ``days_untill_due`` fails loudly instead of being ignored; results are parsed tolerantly (consumers
   keep working when fields are added);
 - ``event_id`` must be a UUID and is normalised to its canonical lower-case form;
+- ``currency`` is a code of ``domain.currencies.CURRENCIES`` in any case, normalised to lower case, so
+  ``"EUR"`` from a producer, a file or ``paylink publish --currency EUR`` is the same request as ``"eur"``;
 - ``amount`` ≤ 99,999,999 and ``amount * quantity`` ≤ 99,999,999 minor units (Stripe's 8-digit limit);
 - ``metadata``: ≤ 20 keys of 1..40 characters without ``[``/``]``, values ≤ 500 characters, and not
   the keys the saga sets itself (``payment_link_id``, ``account_id``, ``contact_id``, ``note_id``),
@@ -30,11 +32,13 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from domain.currencies import normalised_currency
 from domain.errors import Reason, excerpt
 
 MAX_LINE_ITEMS = 250
@@ -50,6 +54,10 @@ RESERVED_METADATA_KEYS = frozenset({"payment_link_id", "account_id", "contact_id
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+# Validation context of a request read back from its saga record (``SagaRecord.request_event``): it passed
+# the door when it arrived, so a currency of the right form that the list no longer holds still loads (and
+# Stripe judges it again) instead of breaking the saga's resume, compensation or replay.
+STORED_REQUEST: dict[str, bool] = {"stored_request": True}
 
 
 class Step(StrEnum):
@@ -117,7 +125,10 @@ class PaymentLinkRequested(BaseModel):
     correlation_id: Identifier | None = None
     account_id: Identifier
     contact_id: Identifier
-    currency: str = Field(description="ISO 4217 code, lower case", json_schema_extra={"pattern": "^[a-z]{3}$"})
+    currency: str = Field(
+        description="ISO 4217 code of a currency Stripe supports, in any case; normalised to lower case",
+        json_schema_extra={"pattern": "^[A-Za-z]{3}$"},
+    )
     due_date: date | None = None
     days_until_due: Annotated[int, Field(ge=1, le=MAX_DAYS_UNTIL_DUE)] | None = None
     description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS)] | None = None
@@ -137,14 +148,17 @@ class PaymentLinkRequested(BaseModel):
 
     @field_validator("currency")
     @classmethod
-    def _currency_is_lower_case_iso_code(cls, value: str) -> str:
-        if len(value) != 3 or not value.isascii() or not value.isalpha() or not value.islower():
-            raise PydanticCustomError(
-                "currency_format",
-                "currency must be a lower-case ISO 4217 code such as 'usd', got {value}",
-                {"value": excerpt(value, 10)},
-            )
-        return value
+    def _currency_is_a_supported_iso_code(cls, value: str, info: ValidationInfo) -> str:
+        code = normalised_currency(value)
+        if code is not None:
+            return code
+        if info.context == STORED_REQUEST and len(value) == 3 and value.isascii() and value.isalpha():
+            return value.lower()
+        raise PydanticCustomError(
+            "currency",
+            "currency must be an ISO 4217 code Stripe supports, such as 'eur' or 'USD', got {value}",
+            {"value": excerpt(value, 10)},
+        )
 
     @field_validator("line_items", mode="before")
     @classmethod

@@ -42,7 +42,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_valid
 
 from domain.billing import FinalizedInvoice
 from domain.errors import Reason
-from domain.events import PaymentLinkCreated, PaymentLinkFailed, PaymentLinkRequested, ResultEvent, Step
+from domain.events import (
+    STORED_REQUEST,
+    PaymentLinkCreated,
+    PaymentLinkFailed,
+    PaymentLinkRequested,
+    ResultEvent,
+    Step,
+)
 from domain.keys import InvoiceKeys
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -162,7 +169,7 @@ class SagaRecord(BaseModel):
         return len(self.request["line_items"])
 
     def request_event(self) -> PaymentLinkRequested:
-        return PaymentLinkRequested.model_validate(self.request, strict=False)
+        return PaymentLinkRequested.model_validate(self.request, strict=False, context=STORED_REQUEST)
 
     @classmethod
     def step_fields(cls) -> dict[str, Step]:

@@ -22,7 +22,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from domain.billing import DraftInvoice, InvoiceItem, NewCustomer, customer_search_query
+from domain.billing import (
+    MAX_EMAIL_CHARS,
+    DraftInvoice,
+    InvoiceItem,
+    NewCustomer,
+    customer_search_query,
+    stripe_email,
+)
 from domain.crm import Contact
 from domain.errors import PermanentError, Reason, excerpt
 from domain.events import AmountLineItem, LineItem, PaymentLinkRequested, Step
@@ -90,18 +97,25 @@ class SagaRun:
         await self.save(self.record.with_due_date(resolve_due_date(self.request, now), now))
 
     async def ensure_customer(self) -> None:
-        """customer: finds or creates the Stripe customer of the contact, then links it in the CRM."""
+        """customer: finds or creates the Stripe customer of the contact, then links it in the CRM.
+
+        A contact without an email Stripe can take fails first, before any Stripe call (ADR 0014): Stripe
+        refuses a ``send_invoice`` invoice to a customer without one. The check holds for a contact already
+        linked to a customer too: paylink knows the contact's email, not the customer's, and one rule on CRM
+        data is one the CRM can check and fix on its own.
+        """
         stripe_account = await self._connected_account()
         contact = await self._contact()
+        email = self._email_of(contact)
         linked = contact.stripe_customers.get(stripe_account)
         if linked is None:
-            customer_id = await self._find_or_create_customer(stripe_account, contact)
+            customer_id = await self._find_or_create_customer(stripe_account, contact, email)
             linked = await self._ports.crm.link_customer(
                 self.request.account_id, self.request.contact_id, stripe_account, customer_id
             )
             if linked != customer_id:
                 log.info("another customer was linked first; using it", extra=self._log_context())
-        description = self._invoice_description(contact)
+        description = self._invoice_description(contact, email)
         await self.save(self.record.with_customer(stripe_account, description, linked, self.now()))
 
     async def _connected_account(self) -> str:
@@ -123,22 +137,35 @@ class SagaRun:
             )
         return contact
 
-    async def _find_or_create_customer(self, stripe_account: str, contact: Contact) -> str:
+    def _email_of(self, contact: Contact) -> str:
+        email = stripe_email(contact)
+        if email is not None:
+            return email
+        whose = f"contact {excerpt(contact.id)} of account {excerpt(self.request.account_id)}"
+        if contact.email is None:
+            problem = "has no email, which Stripe needs to invoice the customer: add an email to the contact"
+        else:
+            problem = (
+                f"has an email of {len(contact.email)} characters, more than Stripe's {MAX_EMAIL_CHARS}: "
+                "correct the contact's email"
+            )
+        raise PermanentError(Reason.CONTACT_MISSING_EMAIL, f"{whose} {problem}, then request the link again")
+
+    async def _find_or_create_customer(self, stripe_account: str, contact: Contact, email: str) -> str:
         billing = self._ports.billing
-        query = customer_search_query(contact.email, contact.phone)
-        if query is not None:
-            found = await billing.search_customers(stripe_account, query)
-            if found:
-                return found[0]
+        query = customer_search_query(email, contact.phone)
+        assert query is not None  # an email always makes a query
+        found = await billing.search_customers(stripe_account, query)
+        if found:
+            return found[0]
         customer = NewCustomer.from_contact(contact)
         key = customer_key(stripe_account, contact.account_id, contact.id, customer.stripe_params())
         return await billing.create_customer(stripe_account, customer, key)
 
-    def _invoice_description(self, contact: Contact) -> str:
+    def _invoice_description(self, contact: Contact, email: str) -> str:
         if self.request.description:
             return self.request.description
-        who = contact.display_name or contact.email or f"contact {contact.id}"
-        return excerpt(f"Payment requested from {who}", 500)
+        return excerpt(f"Payment requested from {contact.display_name or email}", 500)
 
     async def create_draft(self) -> None:
         """draft: the draft invoice, under the request's draft idempotency key."""

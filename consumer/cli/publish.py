@@ -35,7 +35,7 @@ def request_from_flags(args: argparse.Namespace) -> dict[str, Any]:
         "occurred_at": datetime.now(UTC).isoformat(),
         "account_id": args.account,
         "contact_id": args.contact,
-        "currency": args.currency.lower(),
+        "currency": args.currency,  # any case: the request's own rule normalises it, as for a file
         "line_items": [*args.items, *args.amount_items],
     }
     optional = {

@@ -371,6 +371,30 @@ async def test_a_past_due_date_is_invalid_due_date(stripe: BillingHarness, secon
     assert await stripe.count(stripe.account, "invoice") == 0
 
 
+async def test_a_draft_for_a_customer_without_an_email_is_refused(stripe: BillingHarness) -> None:
+    # Why the saga refuses such a contact before any call (contact_missing_email): Stripe would refuse here.
+    customer_id = await new_customer(stripe, email=None, phone="+15550100")
+
+    with pytest.raises(PermanentError) as raised:
+        await stripe.billing.create_draft_invoice(stripe.account, draft_for(customer_id), _key("draft"))
+
+    assert raised.value.reason is Reason.STRIPE_INVALID_REQUEST and not raised.value.retryable
+    assert "Missing email" in raised.value.message
+    assert await stripe.count(stripe.account, "invoice") == 0
+
+
+@pytest.mark.parametrize("currency", ["xyz", "xts"])
+async def test_a_draft_in_a_currency_stripe_does_not_support_is_refused(stripe: BillingHarness, currency: str) -> None:
+    customer_id = await new_customer(stripe)
+
+    with pytest.raises(PermanentError) as raised:
+        await stripe.billing.create_draft_invoice(stripe.account, draft_for(customer_id, currency=currency), _key("d"))
+
+    assert raised.value.reason is Reason.STRIPE_INVALID_REQUEST and not raised.value.retryable
+    assert f"Invalid currency: {currency}" in raised.value.message
+    assert await stripe.count(stripe.account, "invoice") == 0
+
+
 async def test_finalize_of_a_finalised_invoice_returns_its_state(stripe: BillingHarness) -> None:
     invoice_id, first = await finalized_invoice(stripe)
 

@@ -6,6 +6,7 @@
 - ``add_invoice_items`` posts like ``StripeBilling``: a run of lines ``add_lines`` can express (a price, or an
   amount with quantity 1) is one ``add_lines`` POST keyed by the batch key (all or nothing; several runs:
   ``<key>-<first>-<stop>``), any other line one ``add_invoice_item`` POST keyed by the item's own key;
+- a draft (``send_invoice``) for a customer without an email is refused ("Missing email"), as Stripe does;
 - objects live on one connected account: another account's invoice is "No such invoice" (a delete of it is
   the "already gone" no-op the port allows, and changes nothing); an item's ``customer`` must be its
   invoice's customer, and its ``metadata.line_index`` (paylink's own contract) the request line's index;
@@ -106,6 +107,8 @@ class FakeBilling:
             customer = self.customers.get(params["customer"])
             if customer is None or customer["stripe_account"] != stripe_account:
                 raise stripe_rules.invalid(f"No such customer: {params['customer']}")
+            if not customer.get("email"):  # Stripe: a send_invoice invoice needs a customer with an email
+                raise stripe_rules.invalid("Missing email. The customer must have a valid email.")
             invoice = FakeInvoice(self._new_id("in"), stripe_account, params)
             self.invoices[invoice.id] = invoice
             self.created["invoice"] += 1

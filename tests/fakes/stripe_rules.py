@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploy.local.emulators.stripe_currencies import ISO_4217
 from domain.errors import PermanentError, Reason
 
 MAX_METADATA_KEYS = 50
@@ -43,8 +44,8 @@ def check_customer(params: dict[str, Any]) -> None:
 def check_draft(params: dict[str, Any], now_ts: float) -> None:
     check_metadata(params["metadata"])
     currency = params["currency"]
-    if not (len(currency) == 3 and currency.isalpha() and currency.islower()):
-        raise invalid("currency")
+    if currency not in ISO_4217:  # Stripe's form is lower case; the emulator's list is Stripe's stand-in
+        raise invalid(f"Invalid currency: {currency}")
     if params["collection_method"] != "send_invoice" or params["auto_advance"] is not False:
         raise invalid("collection_method/auto_advance")
     if not isinstance(params["due_date"], int):

@@ -95,8 +95,8 @@ async def test_every_contract_outcome_end_to_end(
         "past_due_date": "invalid_due_date",
         "unknown_price": "price_not_found",
         "invalid_line_items": "invalid_line_items",
-        # Stripe refuses send_invoice invoices for customers without an email; the message says so.
-        "no_email_or_phone": "stripe_invalid_request",
+        # Stripe refuses send_invoice invoices for customers without an email: refused before Stripe.
+        "no_email_or_phone": "contact_missing_email",
     }
     for name, reason in expected_failures.items():
         assert by_name[name]["event_type"] == "PaymentLinkFailed", by_name[name]
@@ -107,13 +107,14 @@ async def test_every_contract_outcome_end_to_end(
     assert by_name["unknown_price"]["failed_step"] == "items"
     assert results["11111111-2222-3333-4444-555555555555"]["reason"] == "invalid_event"
 
-    # Stripe holds exactly the three created invoices, finalised; no draft survived the failed request.
+    # Stripe holds exactly the two created invoices, finalised; no draft survived the failed request.
     invoices = await stripe_objects(stripe_api_base, tenant.stripe_account, "invoice")
     assert sorted(i["status"] for i in invoices) == ["open", "open"]
     assert await stripe_objects(stripe_api_base, other.stripe_account, "customer") == []
-    # Bob's quote-laden email did not widen the search: he got a customer of his own.
+    # Bob's quote-laden email did not widen the search: he got a customer of his own. The contact without
+    # an email got none.
     customers = await stripe_objects(stripe_api_base, tenant.stripe_account, "customer")
-    assert len(customers) == 3
+    assert len(customers) == 2
     linked = await db["contacts"].find_one({"_id": tenant.contacts["bob"]["_id"]})
     assert linked["stripe_customers"][tenant.stripe_account] in {c["id"] for c in customers}
     # Both unparseable messages are dead letters with their raw bytes.
@@ -122,6 +123,60 @@ async def test_every_contract_outcome_end_to_end(
     assert b"\xff\xfe garbage" in raws
     assert len([d for d in letters if d["reason"] == "invalid_event"]) == 2
     assert len([d for d in letters if d["reason"] == "invalid_line_items"]) == 1
+
+
+async def test_a_contact_without_an_email_leaves_nothing_in_stripe_and_says_what_to_fix(
+    stack: Settings, mongo_client: AsyncMongoClient[dict[str, Any]], stripe_api_base: str
+) -> None:
+    db = database(mongo_client, stack)
+    contacts = {
+        "nobody": {"name": "No Email Or Phone"},
+        "phone_only": {"name": "Phone Only", "phone": "+441234567890"},
+        "blank": {"name": "Blank Email", "email": "  "},
+        "linked": {"name": "Linked Before"},
+    }
+    tenant = await seed_tenant(db, stripe_api_base, contacts)
+    linked_id = tenant.contacts["linked"]["_id"]
+    links = {tenant.stripe_account: "cus_linkedbefore"}
+    await db["contacts"].update_one({"_id": linked_id}, {"$set": {"stripe_customers": links}})
+    requests = {name: request(tenant, name) for name in contacts}
+    async with running_pipeline(stack), ResultCollector(stack) as collector:
+        await produce(stack, list(requests.values()))
+        results = await collector.wait_for({body["event_id"] for body in requests.values()})
+
+    for body in requests.values():
+        failed = results[body["event_id"]]
+        assert (failed["event_type"], failed["reason"]) == ("PaymentLinkFailed", "contact_missing_email"), failed
+        assert (failed["failed_step"], failed["retryable"], failed["compensated"]) == ("customer", False, False)
+        assert failed["message"] == (
+            f"contact {body['contact_id']} of account {tenant.account_id} has no email, which Stripe needs to "
+            "invoice the customer: add an email to the contact, then request the link again"
+        )
+    # Audited on the emulator: no customer and no invoice on the tenant's account; no new CRM link.
+    for kind in ("customer", "invoice", "invoiceitem"):
+        assert await stripe_objects(stripe_api_base, tenant.stripe_account, kind) == [], kind
+    stored = {c["_id"]: c async for c in db["contacts"].find({"account_id": tenant.account_id})}
+    assert [c.get("stripe_customers") for c in stored.values() if c["_id"] != linked_id] == [None] * 3
+    assert stored[linked_id]["stripe_customers"] == links
+
+
+async def test_currency_in_any_case_is_invoiced_in_lower_case_and_an_unknown_one_never_reaches_stripe(
+    stack: Settings, mongo_client: AsyncMongoClient[dict[str, Any]], stripe_api_base: str
+) -> None:
+    db = database(mongo_client, stack)
+    tenant = await seed_tenant(db, stripe_api_base, {"ada": CONTACTS["ada"]})
+    upper, unknown = request(tenant, "ada", currency="EUR"), request(tenant, "ada", currency="xyz")
+    async with running_pipeline(stack), ResultCollector(stack) as collector:
+        await produce(stack, [upper, unknown])
+        results = await collector.wait_for({upper["event_id"], unknown["event_id"]})
+
+    created = results[upper["event_id"]]
+    assert (created["event_type"], created["currency"]) == ("PaymentLinkCreated", "eur"), created
+    refused = results[unknown["event_id"]]
+    assert (refused["reason"], refused["failed_step"]) == ("invalid_event", "validate"), refused
+    assert "got xyz" in refused["message"]
+    invoices = await stripe_objects(stripe_api_base, tenant.stripe_account, "invoice")
+    assert [(i["id"], i["currency"]) for i in invoices] == [(created["invoice_id"], "eur")]
 
 
 async def test_duplicate_delivery_makes_one_invoice_and_one_result(

@@ -3,7 +3,7 @@
 The world of one scenario (its own database and Stripe connected accounts):
 
 - two active tenants (``a`` and ``b``), each with prices and contacts: ordinary ones, a few with
-  ObjectId ids, some without an email (Stripe refuses them a ``send_invoice`` invoice), and, on ``a``,
+  ObjectId ids, some without an email (refused before any Stripe call: ``contact_missing_email``), and, on ``a``,
   a *victim* contact plus contacts whose email or phone carries Stripe search syntax (quotes,
   backslashes, ``OR``, ``email:``) aimed at the victim's customer;
 - a *neighbour* tenant that never gets a request of its own: requests of tenant ``a`` name its contacts
@@ -233,7 +233,7 @@ class Mix:
             return self._sent(label, self._body(world.unconnected, "u0"), label)
         if label == "no_email":
             contact = world.no_email[key][0]
-            return self._sent(label, self._body(tenant, contact), "stripe_invalid_request")
+            return self._sent(label, self._body(tenant, contact), "contact_missing_email")
         if label == "invalid_line_items":
             lines = [{"price_id": "price_x", "description": "both", "amount": 5}]
             return self._sent(label, self._body(tenant, rng.choice(world.ordinary[key]), line_items=lines), label)

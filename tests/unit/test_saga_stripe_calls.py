@@ -82,7 +82,7 @@ async def test_a_customer_linked_meanwhile_wins_and_is_logged(caplog: Any) -> No
         return await original_link(account_id, contact_id, stripe_account, customer_id)
 
     world.crm.link_customer = link_after_another_worker  # type: ignore[method-assign]
-    world.billing.customers["cus_first"] = {"stripe_account": STRIPE_ACCOUNT, "name": "Ada"}
+    world.billing.customers["cus_first"] = {"stripe_account": STRIPE_ACCOUNT, "name": "Ada", "email": "ada@old.example"}
 
     with caplog.at_level("INFO", logger="paylink.saga"):
         result = await world.saga().run(make_request())
