@@ -1,0 +1,252 @@
+"""A cancel on the requests topic: ``parse_message`` tells it from a request by ``event_type`` and
+validates it as strictly; ``CancelRecord``'s transitions; the worker's handling of cancel messages."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from consumer.app.requests import RequestHandler
+from consumer.app.retry import RetryPolicy
+from domain.cancel_events import CancelRejection, PaymentLinkCancelRejected, PaymentLinkCancelRequested
+from domain.cancel_record import CancelRecord, CancelStatus
+from domain.errors import PermanentError, Reason, RetryableError
+from domain.events import PaymentLinkCreated, PaymentLinkRequested
+from domain.intake import parse_cancel, parse_message
+from domain.lifecycle_events import PaymentLinkVoided
+from tests.fakes.cancels import FakeCancelStore, canceller_for
+from tests.fakes.stores import FakeLifecycleStore
+from tests.fakes.world import ACCOUNT, CONTACT, REQUEST_ID, World, make_request, request_document, run_like_worker
+from tests.unit.test_processing_duplicates import DeadLetters, Message, counted
+
+CANCEL_ID = "5d1c6a0e-2b7f-4c8e-9a31-0f4e2d6b8c17"
+NOW = datetime(2030, 1, 15, 10, 0, tzinfo=UTC)
+
+
+def cancel_document(**overrides: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "event_id": CANCEL_ID,
+        "event_type": "PaymentLinkCancelRequested",
+        "schema_version": 1,
+        "occurred_at": "2030-01-15T09:45:00+01:00",
+        "correlation_id": "corr-c",
+        "account_id": ACCOUNT,
+        "payment_link_id": REQUEST_ID,
+        "contact_id": CONTACT,
+        "reason": "wrong amount",
+    }
+    for key, value in overrides.items():
+        if value is None:
+            document.pop(key, None)
+        else:
+            document[key] = value
+    return document
+
+
+def raw(document: dict[str, Any]) -> bytes:
+    return json.dumps(document).encode()
+
+
+# --- parsing --------------------------------------------------------------------------------------------
+
+
+def test_a_cancel_is_parsed_as_a_cancel_with_canonical_ids() -> None:
+    cancel = parse_message(raw(cancel_document(event_id=CANCEL_ID.upper(), payment_link_id=REQUEST_ID.upper())))
+
+    assert isinstance(cancel, PaymentLinkCancelRequested)
+    assert (cancel.event_id, cancel.payment_link_id, cancel.reason) == (CANCEL_ID, REQUEST_ID, "wrong amount")
+    assert parse_message(raw(cancel_document(reason=None, correlation_id=None))) == cancel.model_copy(
+        update={"reason": None, "correlation_id": None}
+    )
+
+
+def test_a_request_is_still_a_request_even_when_it_mentions_the_cancel_type() -> None:
+    request = parse_message(raw(request_document(description="see PaymentLinkCancelRequested \u00e9")))
+
+    assert isinstance(request, PaymentLinkRequested)
+
+
+def test_a_cancel_whose_type_is_written_with_json_escapes_is_a_cancel() -> None:
+    escaped = raw(cancel_document()).replace(b"PaymentLinkCancelRequested", b"PaymentLinkCancel\\u0052equested")
+
+    assert isinstance(parse_message(escaped), PaymentLinkCancelRequested)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"payment_link_id": "link-1"}, "payment_link_id: must be a UUID, got link-1"),
+        ({"event_id": "e-1"}, "event_id: must be a UUID, got e-1"),
+        ({"reason": "x" * 501}, "reason: String should have at most 500 characters"),
+        ({"contact_id": ""}, "contact_id: String should have at least 1 character"),
+        ({"account_id": "a" * 201}, "account_id: String should have at most 200 characters"),
+        ({"schema_version": 2}, "schema_version: Input should be 1"),
+        ({"schema_version": "1"}, "schema_version: Input should be 1"),
+        ({"occurred_at": "2030-01-15T09:45:00"}, "occurred_at: Input should have timezone info"),
+        ({"payment_link_id": None}, "payment_link_id: Field required"),
+        ({"contact_id": None}, "contact_id: Field required"),
+        ({"extra": 1}, "extra: Extra inputs are not permitted"),
+    ],
+)
+def test_a_cancel_is_validated_as_strictly_as_a_request(overrides: dict[str, Any], problem: str) -> None:
+    with pytest.raises(PermanentError) as raised:
+        parse_message(raw(cancel_document(**overrides)))
+
+    assert raised.value.reason is Reason.INVALID_EVENT
+    assert raised.value.message == f"invalid PaymentLinkCancelRequested: {problem}"
+
+
+def test_many_problems_are_listed_five_at_most() -> None:
+    broken = {"event_type": "PaymentLinkCancelRequested", **{f"x{n}": n for n in range(3)}}
+
+    with pytest.raises(PermanentError) as raised:
+        parse_cancel(raw(broken))
+
+    assert raised.value.message.endswith("; and 4 more problem(s)")
+    assert raised.value.message.count(": Field required") == 5
+
+
+@pytest.mark.parametrize("value", [b"\xff\xfe", b"[1]", b'{"event_type": "PaymentLinkArchived", "event_id": "x"}'])
+def test_unknown_types_and_garbage_stay_invalid_requests(value: bytes) -> None:
+    with pytest.raises(PermanentError) as raised:
+        parse_message(value)
+
+    assert raised.value.reason is Reason.INVALID_EVENT and "PaymentLinkRequested" in raised.value.message
+
+
+# --- the record ----------------------------------------------------------------------------------------
+
+
+def test_the_record_refuses_transitions_out_of_order() -> None:
+    record = CancelRecord.start(parse_cancel(raw(cancel_document())), NOW)
+    rejected = PaymentLinkCancelRejected(
+        event_id="r-1",
+        occurred_at=NOW,
+        payment_link_id=REQUEST_ID,
+        cancel_request_id=CANCEL_ID,
+        account_id=ACCOUNT,
+        contact_id=CONTACT,
+        reason=CancelRejection.ALREADY_PAID,
+        message="paid",
+        retryable=False,
+        attempt=1,
+    )
+    done = record.done(rejected, NOW)
+
+    assert (done.status, done.has_result, done.replayable) == (CancelStatus.DONE, True, False)
+    assert (record.has_result, record.replayable, record.account_id, record.contact_id) == (
+        False,
+        False,
+        ACCOUNT,
+        CONTACT,
+    )
+    refused = f"cancel {CANCEL_ID} is done, not running"
+    with pytest.raises(ValueError, match=refused):
+        done.voiding(NOW)
+    with pytest.raises(ValueError, match=refused):
+        done.done(rejected, NOW)
+    with pytest.raises(ValueError, match=refused):
+        done.gave_up(rejected, NOW)
+    with pytest.raises(ValueError, match="not replayable"):
+        done.reopened_for_replay(NOW)
+    retryable = record.done(rejected.model_copy(update={"retryable": True}), NOW)
+    assert retryable.replayable and retryable.reopened_for_replay(NOW).status is CancelStatus.RUNNING
+
+
+# --- the worker ----------------------------------------------------------------------------------------
+
+
+def handler_on(world: World) -> tuple[RequestHandler, DeadLetters, FakeCancelStore]:
+    cancels, letters = FakeCancelStore(), DeadLetters()
+    policy = RetryPolicy(attempts=2, initial_s=0.001, max_s=0.001)
+    return (
+        RequestHandler(world.saga(), letters, policy, canceller_for(world, FakeLifecycleStore(), cancels)),
+        letters,
+        cancels,
+    )
+
+
+async def test_the_worker_voids_a_link_counts_the_cancel_once_and_its_redelivery_as_a_duplicate(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world = World()
+    assert isinstance(await run_like_worker(world.saga(), make_request()), PaymentLinkCreated)
+    handler, letters, _ = handler_on(world)
+    value = raw(cancel_document())
+    voided_before = counted("paylink_cancels_total", outcome="voided", reason="")
+    duplicates_before = counted("paylink_duplicates_total", outcome="voided")
+
+    with caplog.at_level(logging.INFO, logger="paylink.processing"):
+        for offset in (0, 1):
+            job = handler.prepare(Message("requests", 0, offset, CONTACT.encode(), value))
+            assert job.serial_key == (ACCOUNT, CONTACT)  # serialised with the link's own request
+            await handler.handle(job)
+
+    assert counted("paylink_cancels_total", outcome="voided", reason="") == voided_before + 1
+    assert counted("paylink_duplicates_total", outcome="voided") == duplicates_before + 1
+    assert letters.records == [] and [type(e).__name__ for e in world.outbox.ordered][-1] == "PaymentLinkVoided"
+    logged = [
+        r for r in caplog.records if r.getMessage() in ("payment link voided", "duplicate cancel; result re-reported")
+    ]
+    assert len(logged) == 2
+    assert all(
+        r.__dict__["cancel_request_id"] == CANCEL_ID and r.__dict__["payment_link_id"] == REQUEST_ID for r in logged
+    )
+
+
+async def test_the_worker_gives_up_on_a_link_still_being_created_with_a_retryable_rejection() -> None:
+    world = World()
+    world.billing.faults.add("finalize_invoice", RetryableError(), times=1)
+    with pytest.raises(RetryableError):
+        await world.saga().run(make_request())
+    handler, _, cancels = handler_on(world)
+
+    await handler.handle(handler.prepare(Message("requests", 0, 0, CONTACT.encode(), raw(cancel_document()))))
+
+    rejected = world.outbox.ordered[-1]
+    assert isinstance(rejected, PaymentLinkCancelRejected)
+    assert (rejected.reason, rejected.retryable) == (CancelRejection.STRIPE_UNAVAILABLE, True)
+    assert "still being created" in rejected.message and cancels.record(CANCEL_ID).status is CancelStatus.GAVE_UP
+
+
+async def test_the_worker_dead_letters_a_bad_cancel_and_answers_it_as_a_cancel() -> None:
+    world = World()
+    handler, letters, _ = handler_on(world)
+    rejected_before = counted("paylink_cancels_total", outcome="rejected", reason="invalid_event")
+
+    value = raw(cancel_document(reason="x" * 501))
+    await handler.handle(handler.prepare(Message("requests", 2, 7, CONTACT.encode(), value)))
+
+    assert [(r["reason"], r["event_id"], r["offset"]) for r in letters.records] == [("invalid_event", CANCEL_ID, 7)]
+    answer = world.outbox.ordered[-1]
+    assert isinstance(answer, PaymentLinkCancelRejected) and answer.reason is CancelRejection.INVALID_EVENT
+    assert answer.payment_link_id == REQUEST_ID and len(world.outbox.events) == 1  # no PaymentLinkFailed
+    assert counted("paylink_cancels_total", outcome="rejected", reason="invalid_event") == rejected_before + 1
+
+
+async def test_a_worker_without_a_canceller_dead_letters_cancels_as_a_bug() -> None:
+    world, letters = World(), DeadLetters()
+    handler = RequestHandler(world.saga(), letters, RetryPolicy(attempts=1, initial_s=0.001, max_s=0.001))
+
+    await handler.handle(handler.prepare(Message("requests", 0, 0, None, raw(cancel_document()))))
+    await handler.handle(handler.prepare(Message("requests", 0, 1, None, raw(cancel_document(extra=1)))))
+
+    assert [r["reason"] for r in letters.records] == ["internal_error", "invalid_event"]
+    assert world.outbox.events == {}
+
+
+async def test_an_unexpected_error_in_a_cancel_dead_letters_it_and_gives_up_retryably() -> None:
+    world = World()
+    assert isinstance(await run_like_worker(world.saga(), make_request()), PaymentLinkCreated)
+    handler, letters, cancels = handler_on(world)
+    world.billing.faults.add("void_invoice", ZeroDivisionError("bug"))
+
+    await handler.handle(handler.prepare(Message("requests", 0, 0, None, raw(cancel_document()))))
+
+    assert [r["reason"] for r in letters.records] == ["internal_error"]
+    assert cancels.record(CANCEL_ID).status is CancelStatus.GAVE_UP
+    assert not isinstance(world.outbox.ordered[-1], PaymentLinkVoided)
