@@ -40,6 +40,10 @@ class Events(ResultCollector):
         super().__init__(settings)
         self.seen: list[Event] = []
 
+    async def __aenter__(self) -> Events:
+        await super().__aenter__()
+        return self
+
     async def first(self, match: Callable[[Event], bool], timeout_s: float = 60.0) -> Event:
         assert self._consumer is not None
         async with asyncio.timeout(timeout_s):

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from consumer.app.cancels import run_cancel_with_retries
+from consumer.app.replay import Replayer, ReplaySelection, ReplayTally
 from consumer.app.requests import RequestHandler
 from consumer.app.retry import RetryPolicy
 from domain.cancel_events import CancelRejection, PaymentLinkCancelRejected, PaymentLinkCancelRequested
 from domain.cancel_record import CancelRecord, CancelStatus
 from domain.errors import PermanentError, Reason, RetryableError
-from domain.events import PaymentLinkCreated, PaymentLinkRequested
+from domain.events import PaymentLinkCreated, PaymentLinkFailed, PaymentLinkRequested
 from domain.intake import parse_cancel, parse_message
 from domain.lifecycle_events import PaymentLinkVoided
 from tests.fakes.cancels import FakeCancelStore, canceller_for
@@ -250,3 +252,51 @@ async def test_an_unexpected_error_in_a_cancel_dead_letters_it_and_gives_up_retr
     assert [r["reason"] for r in letters.records] == ["internal_error"]
     assert cancels.record(CANCEL_ID).status is CancelStatus.GAVE_UP
     assert not isinstance(world.outbox.ordered[-1], PaymentLinkVoided)
+
+
+# --- paylink replay ----------------------------------------------------------------------------------
+
+
+async def test_replay_resumes_a_cancel_that_gave_up_and_skips_it_once_voided() -> None:
+    world = World()
+    assert isinstance(await run_like_worker(world.saga(), make_request()), PaymentLinkCreated)
+    cancels, lifecycles = FakeCancelStore(), FakeLifecycleStore()
+    canceller = canceller_for(world, lifecycles, cancels)
+    policy = RetryPolicy(attempts=2, initial_s=0.001, max_s=0.001)
+    world.billing.faults.add("void_invoice", RetryableError(Reason.STRIPE_UNAVAILABLE, "Stripe 500"), times=2)
+    gave_up = await run_cancel_with_retries(canceller, policy, parse_cancel(raw(cancel_document())))
+    assert isinstance(gave_up.result, PaymentLinkCancelRejected) and gave_up.result.retryable
+    replayer = Replayer(world.saga(), world.store, policy, world.clock, canceller=canceller, cancels=cancels)
+
+    (target,) = await replayer.targets(ReplaySelection(event_ids=[CANCEL_ID]))
+    assert target.cancel is not None and target.replayable and target.record is None
+    tally = ReplayTally()
+    line = await replayer.replay_one(target, tally)
+
+    assert line.startswith("voided  ") and tally.voided == 1 and tally.all_succeeded
+    assert "replayed 1 (created 0, cancels voided 1, failed again 0)" in tally.summary()
+    voided = world.outbox.ordered[-1]
+    assert isinstance(voided, PaymentLinkVoided) and voided.cancel_request_id == CANCEL_ID
+    (again,) = await replayer.targets(ReplaySelection(event_ids=[CANCEL_ID]))
+    assert not again.replayable
+    assert (await replayer.replay_one(again, tally)).startswith("skipped: cancel")
+    (unknown,) = await replayer.targets(ReplaySelection(event_ids=["nothing"]))
+    assert (unknown.cancel, unknown.record) == (None, None)
+
+
+async def test_replay_reports_a_cancel_rejected_again() -> None:
+    world = World()
+    world.billing.faults.add("finalize_invoice", RetryableError(), times=3)
+    assert isinstance(await run_like_worker(world.saga(), make_request()), PaymentLinkFailed)
+    cancels = FakeCancelStore()
+    canceller = canceller_for(world, FakeLifecycleStore(), cancels)
+    policy = RetryPolicy(attempts=1, initial_s=0.001, max_s=0.001)
+    await run_cancel_with_retries(canceller, policy, parse_cancel(raw(cancel_document())))  # not_created, retryable
+    replayer = Replayer(world.saga(), world.store, policy, world.clock, canceller=canceller, cancels=cancels)
+    tally = ReplayTally()
+
+    (target,) = await replayer.targets(ReplaySelection(event_ids=[CANCEL_ID]))
+    line = await replayer.replay_one(target, tally)
+
+    assert line.startswith("cancel rejected again  not_created (retryable): payment link")
+    assert tally.failed_again == 1 and tally.reasons == {"not_created": 1} and not tally.all_succeeded
