@@ -11,6 +11,8 @@ changes nothing.
 ``LifecycleRecord`` is stored beside the saga (one per link, created on the first observation). Its
 ``history`` keeps, for each transition, the event it produced, who noticed it and the Stripe event id
 that moved it (for ``paylink show``); ``appended`` says whether that event is in the outbox yet.
+``cancel_request_id`` is a cancel's intent, recorded before it voids the invoice: the ``voided``
+transition is then the cancel's (``source=cancel``, its id on the event) whoever notices it first.
 """
 
 from __future__ import annotations
