@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from domain.cancel_events import CancelRejection, PaymentLinkCancelRejected, PaymentLinkCancelRequested
-from domain.cancel_record import CancelRecord, CancelResult
+from domain.cancel_record import CancelRecord, CancelResult, CancelStatus
 from domain.errors import PaylinkError, PermanentError, Reason, ReplayRefusedError, RetryableError, excerpt
 from domain.events import PaymentLinkCreated
 from domain.intake import CANCEL_EVENT_TYPE, UNPARSEABLE_NAMESPACE, recover_identity
@@ -89,12 +90,19 @@ class LinkCanceller:
         await self._p.outbox.append(rejected)
         return CancelOutcome(rejected)
 
-    async def prepare_replay(self, cancel_request_id: str) -> PaymentLinkCancelRequested:
-        """Re-opens a cancel that gave up or was rejected retryably; returns it, for ``run_outcome``.
-        ``ReplayRefusedError`` for an unknown, running, voided or permanently rejected cancel."""
+    async def prepare_replay(
+        self, cancel_request_id: str, *, running_stale_before: datetime | None = None
+    ) -> PaymentLinkCancelRequested:
+        """Re-opens a cancel that gave up or was rejected retryably; returns it, for ``run_outcome``. A
+        cancel still running but not saved since ``running_stale_before`` is abandoned (e.g. a replay
+        killed mid-run) and resumes as recorded. ``ReplayRefusedError`` for an unknown, voided or
+        permanently rejected cancel, and a running one saved since ``running_stale_before`` (all if None)."""
         record = await self._p.cancels.load(cancel_request_id)
         if record is None:
             raise ReplayRefusedError(f"no cancel {excerpt(cancel_request_id)}")
+        stale = running_stale_before is not None and record.updated_at < running_stale_before
+        if record.status is CancelStatus.RUNNING and stale:
+            return record.request_event()
         if not record.replayable:
             outcome = record.result["event_type"] if record.result else "no result yet"
             raise ReplayRefusedError(f"cancel {excerpt(cancel_request_id)} is {record.status} ({outcome})")

@@ -31,7 +31,7 @@ from consumer.app.retry import RetryPolicy
 from consumer.ports import SagaQueries
 from domain.cancel import LinkCanceller
 from domain.cancel_events import PaymentLinkCancelRejected
-from domain.cancel_record import CancelRecord
+from domain.cancel_record import CancelRecord, CancelStatus
 from domain.errors import ReplayRefusedError, RetryableError
 from domain.events import PaymentLinkCreated
 from domain.ports import CancelStore, Clock
@@ -103,7 +103,9 @@ class ReplayTarget:
     @property
     def replayable(self) -> bool:
         if self.cancel is not None:
-            return self.cancel.replayable
+            running = self.cancel.status is CancelStatus.RUNNING
+            stale = self.stale_before is not None and self.cancel.updated_at < self.stale_before
+            return self.cancel.replayable or (running and stale)
         failed = self.record is not None and self.record.status in (SagaStatus.FAILED, SagaStatus.COMPENSATION_FAILED)
         return failed or self.abandoned
 
@@ -152,7 +154,7 @@ class Replayer:
     async def replay_one(self, target: ReplayTarget, tally: ReplayTally) -> str:
         """Re-runs one saga (or cancel) to its new result (in the outbox); returns the line that reports it."""
         if target.cancel is not None:
-            return await self._replay_cancel(target.cancel, tally)
+            return await self._replay_cancel(target, target.cancel, tally)
         record = target.record
         if record is None:
             tally.not_found += 1
@@ -184,10 +186,12 @@ class Replayer:
         tally.reasons[result.reason] = tally.reasons.get(result.reason, 0) + 1
         return f"failed again  {result.reason}{' (retryable)' if result.retryable else ''}: {result.message}"
 
-    async def _replay_cancel(self, record: CancelRecord, tally: ReplayTally) -> str:
+    async def _replay_cancel(self, target: ReplayTarget, record: CancelRecord, tally: ReplayTally) -> str:
         assert self._canceller is not None, "cancels are found only with a canceller"
         try:
-            cancel = await self._canceller.prepare_replay(record.cancel_request_id)
+            cancel = await self._canceller.prepare_replay(
+                record.cancel_request_id, running_stale_before=target.stale_before
+            )
         except ReplayRefusedError as refused:
             tally.already_succeeded += 1
             return f"skipped: {refused}"

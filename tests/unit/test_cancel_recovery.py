@@ -108,6 +108,27 @@ async def test_replay_refuses_unknown_permanent_and_running_cancels(link: Link) 
         await canceller.run_outcome(running)
     with pytest.raises(ReplayRefusedError, match="no result yet"):
         await canceller.prepare_replay(running.event_id)
+    saved = link.cancels.record(running.event_id).updated_at
+    with pytest.raises(ReplayRefusedError, match="running"):
+        await canceller.prepare_replay(running.event_id, running_stale_before=saved)
+
+
+async def test_a_cancel_abandoned_running_resumes_as_recorded_when_stale(link: Link) -> None:
+    cancel = link.cancel()
+    link.world.billing.faults.add("void_invoice", RetryableError())
+    with pytest.raises(RetryableError):
+        await link.canceller().run_outcome(cancel)  # a replay killed here leaves it running, void started
+    saved = link.cancels.record(cancel.event_id)
+
+    resumed = await link.canceller().prepare_replay(
+        cancel.event_id, running_stale_before=saved.updated_at + timedelta(microseconds=1)
+    )
+
+    assert resumed == cancel and link.cancels.record(cancel.event_id) == saved  # as recorded: nothing saved
+    voided = (await link.canceller().run_outcome(resumed)).result
+    assert isinstance(voided, PaymentLinkVoided) and set(link.void_calls) == {
+        ("void_invoice", void_key(cancel.event_id))
+    }
 
 
 async def test_a_retryably_rejected_cancel_is_replayed_once_the_link_exists() -> None:
