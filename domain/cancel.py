@@ -178,14 +178,20 @@ class LinkCanceller:
             return CancelRejection.ALREADY_VOID, f"invoice {invoice} is void already"
         return None
 
-    async def _intend(self, created: PaymentLinkCreated, cancel_request_id: str | None) -> None:
-        """Records (or, with None, withdraws) the cancel's intent on the link's lifecycle record, so that a
-        webhook noticing the void before this cancel does still credits the void to it."""
+    async def _intend(self, created: PaymentLinkCreated, cancel_request_id: str) -> None:
+        """Records the cancel's intent on the link's lifecycle record, so that a webhook noticing the void
+        before this cancel does still credits the void to it (of two cancels, the last to get here)."""
         now = self._p.clock.now()
         record = await self._p.lifecycles.create_if_absent(LifecycleRecord.for_link(created, now))
         if record.is_final or record.cancel_request_id == cancel_request_id:
             return
         await self._p.lifecycles.save(record.with_cancel_intent(cancel_request_id, now))
+
+    async def _withdraw(self, created: PaymentLinkCreated, cancel_request_id: str) -> None:
+        """Withdraws this cancel's intent (its void was refused), leaving another cancel's in place."""
+        record = await self._p.lifecycles.load(created.payment_link_id)
+        if record is not None and record.cancel_request_id == cancel_request_id:
+            await self._p.lifecycles.save(record.with_cancel_intent(None, self._p.clock.now()))
 
     async def _void_refused(
         self, record: CancelRecord, created: PaymentLinkCreated, error: PermanentError
@@ -194,7 +200,7 @@ class LinkCanceller:
         status = snapshot.status if snapshot is not None else None
         if status == "void":
             return await self._observe_void(record, created)
-        await self._intend(created, None)
+        await self._withdraw(created, record.cancel_request_id)
         if status == "paid":
             return await self._reject(record, CancelRejection.ALREADY_PAID, f"invoice {created.invoice_id} is paid")
         message = f"Stripe refused to void invoice {created.invoice_id}: {error.message}"

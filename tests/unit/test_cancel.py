@@ -226,3 +226,20 @@ async def test_a_cancel_of_a_link_still_being_created_waits_and_then_voids() -> 
 
     assert isinstance(voided, PaymentLinkVoided) and voided.invoice_id == created.invoice_id
     assert [type(e).__name__ for e in world.outbox.ordered] == ["PaymentLinkCreated", "PaymentLinkVoided"]
+
+
+async def test_a_refused_void_leaves_another_cancels_intent_in_place(link: Link) -> None:
+    original = link.world.billing.void_invoice
+
+    async def another_cancel_then_refuse(stripe_account: str, invoice_id: str, idempotency_key: str) -> None:
+        record = link.lifecycles.record(link.created.payment_link_id)
+        await link.lifecycles.save(record.with_cancel_intent("other-cancel", link.world.clock.now()))
+        link.world.billing.void_invoice = original  # type: ignore[method-assign]
+        raise PermanentError(Reason.STRIPE_PERMISSION_DENIED, "account revoked")
+
+    link.world.billing.void_invoice = another_cancel_then_refuse  # type: ignore[method-assign]
+
+    rejected = rejection((await link.canceller().run_outcome(link.cancel())).result)
+
+    assert rejected.reason is CancelRejection.STRIPE_UNAVAILABLE
+    assert link.lifecycles.record(link.created.payment_link_id).cancel_request_id == "other-cancel"
