@@ -218,9 +218,13 @@ class LinkCanceller:
             cancel_request_id=record.cancel_request_id,
         )
         observed = await self._p.lifecycle.observe(observation)
+        assert observed.record is not None  # the created link's own invoice, on its own account
         voided = _voided_event(observed.record)
-        if voided is None or voided.cancel_request_id != record.cancel_request_id:
-            by = f"cancel {voided.cancel_request_id}" if voided and voided.cancel_request_id else "Stripe"
+        if voided is None:  # the link ended otherwise first: paid
+            message = f"invoice {created.invoice_id} was paid before it could be voided"
+            return await self._reject(record, CancelRejection.ALREADY_PAID, message)
+        if voided.cancel_request_id != record.cancel_request_id:
+            by = f"cancel {voided.cancel_request_id}" if voided.cancel_request_id else "Stripe"
             message = f"invoice {created.invoice_id} was voided before, by {by}"
             return await self._reject(record, CancelRejection.ALREADY_VOID, message)
         return await self._finish(record, voided)
@@ -228,7 +232,7 @@ class LinkCanceller:
     # --- endings ---------------------------------------------------------------------------------------
 
     def _rejection(
-        self, record: CancelRecord, reason: CancelRejection, message: str, *, retryable: bool = False
+        self, record: CancelRecord, reason: CancelRejection, message: str, *, retryable: bool
     ) -> PaymentLinkCancelRejected:
         return PaymentLinkCancelRejected(
             event_id=self._p.ids.new_id(),
@@ -262,8 +266,8 @@ class LinkCanceller:
         return CancelOutcome(result, re_reported=True)
 
 
-def _voided_event(record: LifecycleRecord | None) -> PaymentLinkVoided | None:
-    entries = [entry for entry in (record.history if record else []) if entry.transition is Transition.VOIDED]
+def _voided_event(record: LifecycleRecord) -> PaymentLinkVoided | None:
+    entries = [entry for entry in record.history if entry.transition is Transition.VOIDED]
     return PaymentLinkVoided.model_validate(entries[0].event) if entries else None
 
 

@@ -103,17 +103,17 @@ class CancelRecord(BaseModel):
 
     def voiding(self, now: datetime) -> CancelRecord:
         """The checks passed: the void call comes next (``void_started``)."""
-        self._require(CancelStatus.RUNNING)
+        self._require_running()
         return self._with(now, void_started=True)
 
     def done(self, result: CancelResult, now: datetime) -> CancelRecord:
         """running → done, with the result every redelivery re-reports."""
-        self._require(CancelStatus.RUNNING)
+        self._require_running()
         return self._with(now, status=CancelStatus.DONE, result=result.model_dump(mode="json"))
 
     def gave_up(self, result: PaymentLinkCancelRejected, now: datetime) -> CancelRecord:
         """running → gave_up, progress kept, so a replay resumes where it stopped."""
-        self._require(CancelStatus.RUNNING)
+        self._require_running()
         return self._with(now, status=CancelStatus.GAVE_UP, result=result.model_dump(mode="json"))
 
     def reopened_for_replay(self, now: datetime) -> CancelRecord:
@@ -122,6 +122,6 @@ class CancelRecord(BaseModel):
             raise ValueError(f"cancel {self.cancel_request_id} is {self.status}, not replayable")
         return self._with(now, status=CancelStatus.RUNNING, attempt=self.attempt + 1, result=None)
 
-    def _require(self, *statuses: CancelStatus) -> None:
-        if self.status not in statuses:
-            raise ValueError(f"cancel {self.cancel_request_id} is {self.status}, not {' or '.join(statuses)}")
+    def _require_running(self) -> None:
+        if self.status is not CancelStatus.RUNNING:
+            raise ValueError(f"cancel {self.cancel_request_id} is {self.status}, not running")

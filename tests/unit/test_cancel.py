@@ -3,6 +3,8 @@ cannot be cancelled, and a cancel waiting for its link's creation."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from domain.cancel import void_key
@@ -14,7 +16,7 @@ from domain.lifecycle import InvoiceSnapshot, LinkStatus
 from domain.lifecycle_events import PaymentLinkVoided, Source, Transition, lifecycle_event_id
 from tests.fakes.cancels import FakeCancelStore
 from tests.fakes.stores import FakeLifecycleStore
-from tests.fakes.world import ACCOUNT, CONTACT, World, make_request, new_request_id, run_like_worker
+from tests.fakes.world import ACCOUNT, CONTACT, STRIPE_ACCOUNT, World, make_request, new_request_id, run_like_worker
 from tests.unit.cancel_link import Link, created_link, rejection
 
 
@@ -43,6 +45,7 @@ async def test_an_open_link_is_voided_with_the_cancels_key_and_answered_by_its_v
     assert stored.status is CancelStatus.DONE and stored.void_started and stored.result_event() == voided
     lifecycle = link.lifecycles.record(link.created.payment_link_id)
     assert lifecycle.status is LinkStatus.VOID and lifecycle.cancel_request_id == cancel.event_id
+    assert (lifecycle.due_date, lifecycle.stripe_account) == (link.created.due_date, STRIPE_ACCOUNT)
     assert lifecycle.unappended == []
 
 
@@ -243,3 +246,34 @@ async def test_a_refused_void_leaves_another_cancels_intent_in_place(link: Link)
 
     assert rejected.reason is CancelRejection.STRIPE_UNAVAILABLE
     assert link.lifecycles.record(link.created.payment_link_id).cancel_request_id == "other-cancel"
+
+
+async def test_a_refused_void_of_an_invoice_gone_from_stripe_is_rejected_with_stripes_message(link: Link) -> None:
+    async def delete_then_refuse(stripe_account: str, invoice_id: str, idempotency_key: str) -> None:
+        del link.world.billing.invoices[invoice_id]
+        raise PermanentError(Reason.STRIPE_INVALID_REQUEST, "No such invoice")
+
+    link.world.billing.void_invoice = delete_then_refuse  # type: ignore[method-assign]
+
+    rejected = rejection((await link.canceller().run_outcome(link.cancel())).result)
+
+    assert (rejected.reason, rejected.retryable) == (CancelRejection.STRIPE_UNAVAILABLE, False)
+    assert rejected.message.endswith(": No such invoice")
+
+
+async def test_a_rejection_is_logged_with_the_cancels_ids(link: Link, caplog: pytest.LogCaptureFixture) -> None:
+    cancel = link.cancel(account_id="acc_other")
+
+    with caplog.at_level(logging.INFO, logger="paylink.cancel"):
+        await link.canceller().run_outcome(cancel)
+
+    (logged,) = [r for r in caplog.records if r.name == "paylink.cancel"]
+    assert logged.getMessage() == "cancel rejected"
+    fields = {k: logged.__dict__[k] for k in ("cancel_request_id", "payment_link_id", "account_id", "attempt")}
+    assert fields == {
+        "cancel_request_id": cancel.event_id,
+        "payment_link_id": link.created.payment_link_id,
+        "account_id": "acc_other",
+        "attempt": 1,
+    }
+    assert (logged.__dict__["reason"], logged.__dict__["retryable"]) == ("payment_link_not_found", False)

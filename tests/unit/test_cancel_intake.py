@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -102,14 +102,23 @@ def test_a_cancel_is_validated_as_strictly_as_a_request(overrides: dict[str, Any
     assert raised.value.message == f"invalid PaymentLinkCancelRequested: {problem}"
 
 
-def test_many_problems_are_listed_five_at_most() -> None:
-    broken = {"event_type": "PaymentLinkCancelRequested", **{f"x{n}": n for n in range(3)}}
+@pytest.mark.parametrize(("missing", "suffix"), [(5, ""), (6, "; and 1 more problem(s)")])
+def test_problems_are_listed_five_at_most(missing: int, suffix: str) -> None:
+    fields = ["event_id", "schema_version", "occurred_at", "account_id", "payment_link_id", "contact_id"]
+    broken = cancel_document(**{name: None for name in fields[:missing]})
 
     with pytest.raises(PermanentError) as raised:
         parse_cancel(raw(broken))
 
-    assert raised.value.message.endswith("; and 4 more problem(s)")
-    assert raised.value.message.count(": Field required") == 5
+    listed = "; ".join(f"{name}: Field required" for name in fields[:5])
+    assert raised.value.message == f"invalid PaymentLinkCancelRequested: {listed}{suffix}"
+
+
+def test_a_message_naming_the_cancel_type_that_is_no_json_is_an_invalid_request() -> None:
+    with pytest.raises(PermanentError) as raised:
+        parse_message(b'"PaymentLinkCancelRequested" and then garbage')
+
+    assert raised.value.reason is Reason.INVALID_EVENT and "PaymentLinkRequested" in raised.value.message
 
 
 @pytest.mark.parametrize("value", [b"\xff\xfe", b"[1]", b'{"event_type": "PaymentLinkArchived", "event_id": "x"}'])
@@ -156,7 +165,40 @@ def test_the_record_refuses_transitions_out_of_order() -> None:
     with pytest.raises(ValueError, match="not replayable"):
         done.reopened_for_replay(NOW)
     retryable = record.done(rejected.model_copy(update={"retryable": True}), NOW)
-    assert retryable.replayable and retryable.reopened_for_replay(NOW).status is CancelStatus.RUNNING
+    later = NOW + timedelta(seconds=5)
+    reopened = retryable.reopened_for_replay(later)
+    assert retryable.replayable and (reopened.status, reopened.result, reopened.attempt) == (
+        CancelStatus.RUNNING,
+        None,
+        2,
+    )
+    assert reopened.updated_at == later and record.voiding(later).updated_at == later
+
+
+def test_the_record_keeps_json_forms_of_the_cancel_and_its_result() -> None:
+    cancel = parse_cancel(raw(cancel_document()))
+    record = CancelRecord.start(cancel, NOW)
+    rejected = PaymentLinkCancelRejected(
+        event_id="r-1",
+        occurred_at=NOW,
+        payment_link_id=REQUEST_ID,
+        cancel_request_id=CANCEL_ID,
+        account_id=ACCOUNT,
+        contact_id=CONTACT,
+        reason=CancelRejection.STRIPE_UNAVAILABLE,
+        message="gave up",
+        retryable=True,
+        attempt=1,
+    )
+
+    assert (
+        record.request == cancel.model_dump(mode="json")
+        and record.request["occurred_at"] == "2030-01-15T09:45:00+01:00"
+    )
+    assert record.done(rejected, NOW).result == rejected.model_dump(mode="json")
+    assert record.gave_up(rejected, NOW).result == rejected.model_dump(mode="json")
+    document = record.done(rejected, NOW).to_document()
+    assert json.loads(json.dumps(document)) == document and document["updated_at"] == "2030-01-15T10:00:00.000000Z"
 
 
 # --- the worker ----------------------------------------------------------------------------------------
@@ -300,3 +342,23 @@ async def test_replay_reports_a_cancel_rejected_again() -> None:
 
     assert line.startswith("cancel rejected again  not_created (retryable): payment link")
     assert tally.failed_again == 1 and tally.reasons == {"not_created": 1} and not tally.all_succeeded
+
+
+def test_a_cancels_intent_on_the_lifecycle_record_is_set_and_withdrawn_with_its_time() -> None:
+    from consumer.cli.examples import EXAMPLES
+    from domain.lifecycle import LifecycleRecord
+
+    created = PaymentLinkCreated.model_validate(EXAMPLES["PaymentLinkCreated"])
+    record = LifecycleRecord.for_link(created, NOW)
+    later = NOW + timedelta(minutes=1)
+
+    intended = record.with_cancel_intent(CANCEL_ID, later)
+    withdrawn = intended.with_cancel_intent(None, later + timedelta(minutes=1))
+
+    assert (record.cancel_request_id, record.due_date, record.invoice_id) == (
+        None,
+        created.due_date,
+        created.invoice_id,
+    )
+    assert (intended.cancel_request_id, intended.updated_at, intended.created_at) == (CANCEL_ID, later, NOW)
+    assert (withdrawn.cancel_request_id, withdrawn.updated_at) == (None, later + timedelta(minutes=1))

@@ -88,16 +88,20 @@ async def test_retries_run_out_then_a_replay_voids_with_the_same_key(link: Link)
         await link.canceller().prepare_replay(cancel.event_id)
 
 
-async def test_giving_up_on_a_bug_names_it(link: Link) -> None:
-    rejected = rejection((await link.canceller().give_up_outcome(link.cancel(), ValueError("boom"), 1)).result)
+async def test_giving_up_on_a_bug_names_it_in_at_most_200_characters(link: Link) -> None:
+    bug = ValueError("boom" * 100)
 
-    assert rejected.message.startswith("gave up after 1 attempt(s): ValueError('boom');")
+    rejected = rejection((await link.canceller().give_up_outcome(link.cancel(), bug, 1)).result)
+
+    assert rejected.message.startswith(f"gave up after 1 attempt(s): {repr(bug)[:199]}…;")
 
 
 async def test_replay_refuses_unknown_permanent_and_running_cancels(link: Link) -> None:
     canceller = link.canceller()
-    with pytest.raises(ReplayRefusedError, match="no cancel"):
-        await canceller.prepare_replay(new_request_id())
+    unknown = new_request_id()
+    with pytest.raises(ReplayRefusedError) as refused:
+        await canceller.prepare_replay(unknown)
+    assert str(refused.value) == f"no cancel {unknown}"
     other = link.cancel(account_id="acc_other")
     await canceller.run_outcome(other)
     with pytest.raises(ReplayRefusedError, match="PaymentLinkCancelRejected"):
@@ -106,8 +110,9 @@ async def test_replay_refuses_unknown_permanent_and_running_cancels(link: Link) 
     link.world.billing.faults.add("void_invoice", RetryableError())
     with pytest.raises(RetryableError):
         await canceller.run_outcome(running)
-    with pytest.raises(ReplayRefusedError, match="no result yet"):
+    with pytest.raises(ReplayRefusedError) as refused:
         await canceller.prepare_replay(running.event_id)
+    assert str(refused.value) == f"cancel {running.event_id} is running (no result yet)"
     saved = link.cancels.record(running.event_id).updated_at
     with pytest.raises(ReplayRefusedError, match="running"):
         await canceller.prepare_replay(running.event_id, running_stale_before=saved)
@@ -227,6 +232,8 @@ async def test_a_cancel_resuming_at_a_void_made_in_the_dashboard_is_already_void
 
     late = rejection((await link.canceller().run_outcome(cancel)).result)
 
+    assert link.lifecycles.record(link.created.payment_link_id).cancel_request_id is None  # final: no intent
+
     assert late.message == f"invoice {link.created.invoice_id} was voided before, by Stripe"
 
 
@@ -248,7 +255,8 @@ async def test_a_void_not_yet_visible_after_the_call_is_retried(link: Link) -> N
 
 async def test_an_unparseable_cancel_is_rejected_as_invalid_event_with_a_stable_id(link: Link) -> None:
     raw = (
-        b'{"event_type": "PaymentLinkCancelRequested", "event_id": "E-1", "payment_link_id": "L-1", "account_id": "a"}'
+        b'{"event_type": "PaymentLinkCancelRequested", "event_id": "E-1", "payment_link_id": "L-1", '
+        b'"account_id": "a", "contact_id": "c", "correlation_id": "k"}'
     )
     error = PermanentError(Reason.INVALID_EVENT, "invalid PaymentLinkCancelRequested: schema_version: missing")
 
@@ -264,7 +272,37 @@ async def test_an_unparseable_cancel_is_rejected_as_invalid_event_with_a_stable_
         "L-1",
         "a",
     )
-    assert (first.message, first.retryable, first.attempt, first.contact_id) == (error.message, False, 1, None)
+    assert (first.message, first.retryable, first.attempt) == (error.message, False, 1)
+    assert (first.contact_id, first.correlation_id) == ("c", "k")
     assert link.events(PaymentLinkCancelRejected) == [first]
     for hopeless in (b"nope", b'{"event_type": "PaymentLinkCancelRequested", "event_id": "E-2"}', b'{"event_id": "E"}'):
         assert await link.canceller().reject_unparseable(hopeless, error) is None
+
+
+async def test_the_cancel_that_voids_is_credited_even_when_another_recorded_its_intent_since(link: Link) -> None:
+    cancel = link.cancel()
+    original = link.world.billing.void_invoice
+
+    async def another_intends_then_void(stripe_account: str, invoice_id: str, idempotency_key: str) -> None:
+        record = link.lifecycles.record(link.created.payment_link_id)
+        await link.lifecycles.save(record.with_cancel_intent("other-cancel", link.world.clock.now()))
+        await original(stripe_account, invoice_id, idempotency_key)
+
+    link.world.billing.void_invoice = another_intends_then_void  # type: ignore[method-assign]
+
+    voided = (await link.canceller().run_outcome(cancel)).result
+
+    assert isinstance(voided, PaymentLinkVoided) and voided.cancel_request_id == cancel.event_id
+
+
+async def test_a_void_that_lost_to_a_payment_is_already_paid(link: Link) -> None:
+    cancel = link.cancel()
+    now = link.world.clock.now()
+    started = await link.cancels.create_if_absent(CancelRecord.start(cancel, now))
+    await link.cancels.save(started.voiding(now))  # checks passed, then the worker died
+    await link.lifecycle().observe(link.webhook("paid", "evt_paid"))  # the lifecycle saw it paid meanwhile
+
+    rejected = rejection((await link.canceller().run_outcome(cancel)).result)
+
+    assert rejected.reason is CancelRejection.ALREADY_PAID
+    assert rejected.message == f"invoice {link.created.invoice_id} was paid before it could be voided"
