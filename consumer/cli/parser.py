@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         return child
 
     for name, run, summary in (
-        ("worker", "processes:worker", "consume requests and run their sagas (SIGTERM drains in-flight work)"),
+        ("worker", "processes:worker", "consume requests and cancels, run them (SIGTERM drains in-flight work)"),
         ("relay", "processes:relay", "publish outbox entries to the results topic (one active relay, by lease)"),
     ):
         process = command(name, run, summary)
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         "schema",
         "schema:schema_command",
         "print the events' JSON Schemas (or the AsyncAPI document)",
-        "Prints the JSON Schemas of PaymentLinkRequested, PaymentLinkCreated and PaymentLinkFailed as one JSON "
+        "Prints the JSON Schemas of every event (requests, cancels, results, lifecycle events) as one JSON "
         "object,\nor with --asyncapi the AsyncAPI 3.0 document of both topics (YAML; deploy/asyncapi.yaml is "
         "its copy\nfor the default settings), or with --settings the table of every PAYLINK_* setting.",
     )

@@ -126,6 +126,10 @@ async def test_every_cancel_outcome_end_to_end(
         )
         assert sent.code == 0, sent.err
         open_cancel = sent.out.strip()
+        unknown = await paylink(stack, "cancel", "--payment-link-id", str(uuid.uuid4()), "--account", tenant.account_id)
+        assert unknown.code == 2 and "no payment link" in unknown.err and unknown.out == ""
+        foreign = [links["kept"]["payment_link_id"], "--account", other.account_id]
+        assert (await paylink(stack, "cancel", "--payment-link-id", *foreign)).code == 2  # not its tenant's link
         cancels = {
             "paid": cancel_of(tenant, links["paid"]),
             "failed": cancel_of(tenant, {**links["failed"], "contact_id": tenant.contacts["ada"]["_id"]}),
