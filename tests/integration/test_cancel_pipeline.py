@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from pymongo import AsyncMongoClient
 
 from consumer.runtime.settings import Settings
 from tests.conftest import StackFactory
+from tests.e2e.processes import wait_until
 from tests.integration.cli_helpers import paylink, stripe_fault
 from tests.integration.harness import (
     STRIPE_HEADERS,
@@ -166,32 +168,44 @@ async def test_every_cancel_outcome_end_to_end(
 
 
 async def test_a_cancel_racing_its_links_creation_waits_for_it_then_voids(
-    pipeline_stack: StackFactory, mongo_client: AsyncMongoClient[dict[str, Any]], stripe_api_base: str
+    pipeline_stack: StackFactory,
+    mongo_client: AsyncMongoClient[dict[str, Any]],
+    stripe_api_base: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # A retry budget well beyond the creation's time: the cancel on another partition waits it out.
+    # A retry budget well beyond the creation's time: the unordered cancel waits it out.
     stack = await pipeline_stack(retry_attempts=10, retry_initial_s=0.2, retry_max_s=1.0)
     db = database(mongo_client, stack)
     tenant = await seed_tenant(db, stripe_api_base, ADA)
     body = request(tenant, "ada")
     link = {"payment_link_id": body["event_id"], "contact_id": body["contact_id"]}
-    same_partition, other_partition = cancel_of(tenant, link), cancel_of(tenant, link)
-    slow = {"path": "/v1/invoices/{id}/finalize", "latency_ms": 400}
-    async with (
-        stripe_fault(stripe_api_base, tenant.stripe_account, **slow),
-        running_pipeline(stack),
-        Events(stack) as events,
-    ):
-        await produce(stack, [body, same_partition])
-        await produce(stack, [other_partition], key=b"another-key")  # not ordered after the request
-        created = await events.result_of(body["event_id"])
-        first = await events.answer_to(same_partition["event_id"])
-        second = await events.answer_to(other_partition["event_id"])
+    ordered = cancel_of(tenant, link)  # keyed by the link's contact: handled after the request
+    # Another contact key (as if produced on another partition, to another worker): not ordered after it.
+    unordered = cancel_of(tenant, {**link, "contact_id": "con-elsewhere"})
+    slow = {"path": "/v1/invoices/{id}/finalize", "latency_ms": 1500}
+
+    async def saga_started() -> bool:
+        return await db["sagas"].find_one({"_id": body["event_id"]}) is not None
+
+    with caplog.at_level(logging.INFO, logger="paylink.retry"):
+        async with (
+            stripe_fault(stripe_api_base, tenant.stripe_account, **slow),
+            running_pipeline(stack),
+            Events(stack) as events,
+        ):
+            await produce(stack, [body, ordered])
+            await wait_until(saga_started, 30, "the link's saga to start")
+            await produce(stack, [unordered])
+            created = await events.result_of(body["event_id"])
+            answers = [await events.answer_to(cancel["event_id"]) for cancel in (ordered, unordered)]
 
     assert created["event_type"] == "PaymentLinkCreated"
-    answers = sorted([first, second], key=lambda e: e["event_type"])
-    assert [e["event_type"] for e in answers] == ["PaymentLinkCancelRejected", "PaymentLinkVoided"], answers
-    assert answers[0]["reason"] == "already_void"
-    assert events.seen.index(created) < events.seen.index(answers[1])  # created, then voided
+    waited = [r for r in caplog.records if r.__dict__.get("cancel_request_id") == unordered["event_id"]]
+    assert waited and all(r.getMessage() == "transient failure; retrying" for r in waited)
+    by_type = sorted(answers, key=lambda e: e["event_type"])
+    assert [e["event_type"] for e in by_type] == ["PaymentLinkCancelRejected", "PaymentLinkVoided"], answers
+    assert by_type[0]["reason"] == "already_void"
+    assert events.seen.index(created) < events.seen.index(by_type[1])  # created, then voided
     assert await invoice_status(stripe_api_base, tenant, created["invoice_id"]) == "void"
 
 
