@@ -16,6 +16,12 @@ DUPLICATES = Counter(
     "Deliveries of an already finished request whose stored result was re-reported, by its outcome",
     ["outcome"],
 )
+CANCELS = Counter(
+    "paylink_cancels_total",
+    "Cancels ended, by outcome (voided or rejected) and rejection reason (once per cancel; duplicates count "
+    "in paylink_duplicates_total)",
+    ["outcome", "reason"],
+)
 STEP_SECONDS = Histogram(
     "paylink_saga_step_seconds",
     "Duration of one saga step's outside call",

@@ -275,9 +275,13 @@ ResultEvent = Annotated[PaymentLinkCreated | PaymentLinkFailed, Field(discrimina
 
 
 def event_json_schemas() -> dict[str, dict[str, Any]]:
-    """JSON Schemas of the three events, keyed by ``event_type`` (input as validated, outputs as sent)."""
+    from domain.cancel_events import cancel_json_schemas  # it builds on this module
+
+    """JSON Schemas of the request, its results and the cancel's events, keyed by ``event_type`` (inputs as
+    validated, outputs as sent)."""
     return {
         "PaymentLinkRequested": PaymentLinkRequested.model_json_schema(mode="validation"),
         "PaymentLinkCreated": PaymentLinkCreated.model_json_schema(mode="serialization"),
         "PaymentLinkFailed": PaymentLinkFailed.model_json_schema(mode="serialization"),
+        **cancel_json_schemas(),
     }

@@ -1,5 +1,8 @@
 """From raw Kafka bytes to a validated request, or to an actionable ``PermanentError``.
 
+- ``parse_message(raw)`` dispatches on ``event_type``: a ``PaymentLinkCancelRequested`` goes to
+  ``parse_cancel`` (any problem is ``invalid_event``), anything else to ``parse_request`` (so an unknown
+  ``event_type`` is ``invalid_event``).
 - ``parse_request(raw)`` → ``PaymentLinkRequested`` or ``PermanentError`` whose reason is
   ``invalid_line_items`` / ``invalid_due_date`` when only those rules failed, else ``invalid_event``
   (undecodable bytes, not JSON, missing fields, wrong types, bad metadata…).
@@ -18,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from domain.cancel_events import PaymentLinkCancelRequested
 from domain.errors import PermanentError, Reason, excerpt, safe_message
 from domain.events import MAX_ID_CHARS, PaymentLinkFailed, PaymentLinkRequested, Step
 
@@ -33,6 +37,43 @@ _LINE_ITEM_FIELDS = {"line_items"}
 _DUE_DATE_FIELDS = {"due_date", "days_until_due"}
 _DUE_DATE_ERROR_TYPES = {"due_date_choice"}
 _REASON_PRIORITY = [Reason.INVALID_EVENT, Reason.INVALID_LINE_ITEMS, Reason.INVALID_DUE_DATE]
+CANCEL_EVENT_TYPE = "PaymentLinkCancelRequested"
+# A cancel names its type in the message; only then (or when JSON escapes could hide the name) is the
+# message decoded twice, so requests pay nothing for the dispatch.
+_CANCEL_HINTS = (CANCEL_EVENT_TYPE.encode(), b"\\u")
+
+
+def parse_message(raw: bytes) -> PaymentLinkRequested | PaymentLinkCancelRequested:
+    """A request or a cancel, by ``event_type``. Raises ``PermanentError`` (never anything else)."""
+    if any(hint in raw for hint in _CANCEL_HINTS) and _event_type(raw) == CANCEL_EVENT_TYPE:
+        return parse_cancel(raw)
+    return parse_request(raw)
+
+
+def parse_cancel(raw: bytes) -> PaymentLinkCancelRequested:
+    """Validates a cancel as strictly as a request. Raises ``PermanentError(invalid_event)``."""
+    try:
+        return PaymentLinkCancelRequested.model_validate_json(raw)
+    except ValidationError as error:
+        problems = error.errors(include_url=False, include_input=False, include_context=False)
+        described = "; ".join(_describe(problem) for problem in problems[:MAX_ERRORS_IN_MESSAGE])
+        more = len(problems) - MAX_ERRORS_IN_MESSAGE
+        suffix = f"; and {more} more problem(s)" if more > 0 else ""
+        message = safe_message(f"invalid {CANCEL_EVENT_TYPE}: {described}{suffix}")
+        raise PermanentError(Reason.INVALID_EVENT, message) from None
+
+
+def _event_type(raw: bytes) -> object:
+    document = _document(raw)
+    return document.get("event_type") if document is not None else None
+
+
+def _document(raw: bytes) -> dict[str, Any] | None:
+    try:
+        document = json.loads(raw.decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def parse_request(raw: bytes) -> PaymentLinkRequested:
@@ -115,15 +156,14 @@ class RecoveredIdentity:
     account_id: str | None = None
     contact_id: str | None = None
     correlation_id: str | None = None
+    event_type: str | None = None
+    payment_link_id: str | None = None  # a cancel's
 
 
 def recover_identity(raw: bytes) -> RecoveredIdentity | None:
     """The identifying fields of a bad message, or None when no usable ``event_id`` is in it."""
-    try:
-        document = json.loads(raw.decode("utf-8", errors="replace"))
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(document, dict):
+    document = _document(raw)
+    if document is None:
         return None
     event_id = _short_string(document.get("event_id"))
     if event_id is None:
@@ -133,6 +173,8 @@ def recover_identity(raw: bytes) -> RecoveredIdentity | None:
         account_id=_short_string(document.get("account_id")),
         contact_id=_short_string(document.get("contact_id")),
         correlation_id=_short_string(document.get("correlation_id")),
+        event_type=_short_string(document.get("event_type")),
+        payment_link_id=_short_string(document.get("payment_link_id")),
     )
 
 

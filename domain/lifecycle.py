@@ -11,6 +11,8 @@ changes nothing.
 ``LifecycleRecord`` is stored beside the saga (one per link, created on the first observation). Its
 ``history`` keeps, for each transition, the event it produced, who noticed it and the Stripe event id
 that moved it (for ``paylink show``); ``appended`` says whether that event is in the outbox yet.
+``cancel_request_id`` is a cancel's intent, recorded before it voids the invoice: the ``voided``
+transition is then the cancel's (``source=cancel``, its id on the event) whoever notices it first.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 
+from domain.events import PaymentLinkCreated
 from domain.lifecycle_events import (
     LifecycleEvent,
     PaymentLinkOverdue,
@@ -106,6 +109,9 @@ class LifecycleRecord(BaseModel):
     payment_failures: int = Field(0, description="failed payment attempts noticed")
     history: list[HistoryEntry] = Field(default_factory=list)
     stripe_event_ids: list[str] = Field(default_factory=list, description="Stripe events already applied")
+    cancel_request_id: str | None = Field(
+        None, description="a cancel about to void the invoice: whoever notices the void credits it to this cancel"
+    )
     version: int = 0
     created_at: datetime
     updated_at: datetime
@@ -122,6 +128,28 @@ class LifecycleRecord(BaseModel):
     @field_serializer("created_at", "updated_at", when_used="json")
     def _fixed_width_utc(self, moment: datetime) -> str:
         return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+    @classmethod
+    def for_link(cls, created: PaymentLinkCreated, now: datetime) -> LifecycleRecord:
+        """A created link's first record: ``open``, nothing seen yet."""
+        return cls(
+            payment_link_id=created.payment_link_id,
+            account_id=created.account_id,
+            contact_id=created.contact_id,
+            stripe_account=created.stripe_account,
+            invoice_id=created.invoice_id,
+            correlation_id=created.correlation_id,
+            due_date=created.due_date,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def with_cancel_intent(self, cancel_request_id: str | None, now: datetime) -> LifecycleRecord:
+        """The record with a cancel's intent to void (recorded before the void call, so a webhook that
+        notices the void first still credits the cancel), or without one (None: the cancel gave up)."""
+        return LifecycleRecord.model_validate(
+            {**self.model_dump(), "cancel_request_id": cancel_request_id, "updated_at": now}
+        )
 
     @property
     def is_final(self) -> bool:
@@ -236,8 +264,12 @@ def lifecycle_event(
         )
     if transition is Transition.VOIDED:
         voided_at = invoice.voided_at or observation.occurred_at
+        # A void a cancel asked for is the cancel's, whoever notices it first (its webhook may come first).
+        cancel_request_id = observation.cancel_request_id or record.cancel_request_id
+        if cancel_request_id is not None:
+            common["source"] = Source.CANCEL
         return PaymentLinkVoided(
-            **common, occurred_at=voided_at, voided_at=voided_at, cancel_request_id=observation.cancel_request_id
+            **common, occurred_at=voided_at, voided_at=voided_at, cancel_request_id=cancel_request_id
         )
     if transition is Transition.UNCOLLECTIBLE:
         moment = invoice.marked_uncollectible_at or observation.occurred_at

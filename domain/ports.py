@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Protocol
 
 from domain.billing import DraftInvoice, FinalizedInvoice, InvoiceItem, InvoiceStatus, NewCustomer
+from domain.cancel_events import PaymentLinkCancelRejected
+from domain.cancel_record import CancelRecord
 from domain.crm import Contact
 from domain.events import PaymentLinkCreated, PaymentLinkFailed
 from domain.lifecycle import InvoiceSnapshot, LifecycleRecord
@@ -153,7 +155,7 @@ class SagaStore(Protocol):
         ...
 
 
-OutputEvent = PaymentLinkCreated | PaymentLinkFailed | LifecycleEvent
+OutputEvent = PaymentLinkCreated | PaymentLinkFailed | LifecycleEvent | PaymentLinkCancelRejected
 
 
 class Outbox(Protocol):
@@ -187,6 +189,25 @@ class LifecycleStore(Protocol):
         ...
 
     async def save(self, record: LifecycleRecord) -> LifecycleRecord:
+        """Replaces the stored record if its version still equals ``record.version``; returns it with
+        ``version + 1``. ``ConcurrentUpdateError`` when the stored version differs or it is missing."""
+        ...
+
+
+class CancelStore(Protocol):
+    """Cancels' records, keyed by ``cancel_request_id`` (the cancel's ``event_id``), with optimistic
+    concurrency on ``version``: of two runners of one cancel (a redelivery racing a replay) one saves."""
+
+    async def create_if_absent(self, record: CancelRecord) -> CancelRecord:
+        """Inserts ``record`` unless one exists for its cancel; returns the stored one (the first wins).
+        ``RetryableError`` on store faults."""
+        ...
+
+    async def load(self, cancel_request_id: str) -> CancelRecord | None:
+        """The record, or None when there is none."""
+        ...
+
+    async def save(self, record: CancelRecord) -> CancelRecord:
         """Replaces the stored record if its version still equals ``record.version``; returns it with
         ``version + 1``. ``ConcurrentUpdateError`` when the stored version differs or it is missing."""
         ...

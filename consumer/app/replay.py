@@ -13,6 +13,10 @@ killed between ``prepare_replay`` and the end of ``run`` leaves it so, and its K
 committed long ago.
 Named by ``--event-id`` it resumes like a retryable failure (same keys). The filters do not select
 such sagas (``find_replayable`` returns failed ones only): taking one over is an explicit act.
+
+A cancel's ``event_id`` names a cancel: one that gave up (``PaymentLinkCancelRejected(stripe_unavailable,
+retryable=true)``) or was rejected retryably resumes through ``run_cancel_with_retries`` (same void key),
+to ``PaymentLinkVoided`` or a new rejection; a voided, permanently rejected or running one is skipped.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from consumer.app.cancels import run_cancel_with_retries
 from consumer.app.requests import run_with_retries
 from consumer.app.retry import RetryPolicy
 from consumer.ports import SagaQueries
+from domain.cancel import LinkCanceller
+from domain.cancel_events import PaymentLinkCancelRejected
+from domain.cancel_record import CancelRecord, CancelStatus
 from domain.errors import ReplayRefusedError, RetryableError
 from domain.events import PaymentLinkCreated
-from domain.ports import Clock
+from domain.ports import CancelStore, Clock
 from domain.saga import PaymentLinkSaga
 from domain.saga_record import IN_FLIGHT_STATUSES, SagaRecord, SagaStatus
 
@@ -45,15 +53,17 @@ class ReplayTally:
     running: int = 0
     not_found: int = 0
     not_enqueued: int = 0
+    voided: int = 0  # cancels replayed to PaymentLinkVoided
     reasons: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
         again = ", ".join(f"{r} {n}" for r, n in sorted(self.reasons.items()))
+        voided = f", cancels voided {self.voided}" if self.voided else ""
         return (
-            f"replayed {self.created + self.failed_again} (created {self.created}, failed again "
-            f"{self.failed_again}{f': {again}' if again else ''}); skipped {self.already_succeeded + self.running} "
-            f"(already succeeded {self.already_succeeded}, still running {self.running}); "
-            f"not found {self.not_found}; failed to enqueue {self.not_enqueued}"
+            f"replayed {self.created + self.voided + self.failed_again} (created {self.created}{voided}, failed "
+            f"again {self.failed_again}{f': {again}' if again else ''}); skipped "
+            f"{self.already_succeeded + self.running} (already succeeded {self.already_succeeded}, still running "
+            f"{self.running}); not found {self.not_found}; failed to enqueue {self.not_enqueued}"
         )
 
     @property
@@ -78,6 +88,7 @@ class ReplayTarget:
     payment_link_id: str
     record: SagaRecord | None
     stale_before: datetime | None = None  # running sagas saved before it are abandoned
+    cancel: CancelRecord | None = None  # the id names a cancel, not a saga
 
     @property
     def abandoned(self) -> bool:
@@ -91,6 +102,10 @@ class ReplayTarget:
 
     @property
     def replayable(self) -> bool:
+        if self.cancel is not None:
+            running = self.cancel.status is CancelStatus.RUNNING
+            stale = self.stale_before is not None and self.cancel.updated_at < self.stale_before
+            return self.cancel.replayable or (running and stale)
         failed = self.record is not None and self.record.status in (SagaStatus.FAILED, SagaStatus.COMPENSATION_FAILED)
         return failed or self.abandoned
 
@@ -98,18 +113,29 @@ class ReplayTarget:
 class Replayer:
     """Chooses and re-runs sagas; one instance serves one ``paylink replay`` run."""
 
-    def __init__(self, saga: PaymentLinkSaga, sagas: SagaQueries, policy: RetryPolicy, clock: Clock) -> None:
+    def __init__(
+        self,
+        saga: PaymentLinkSaga,
+        sagas: SagaQueries,
+        policy: RetryPolicy,
+        clock: Clock,
+        *,
+        canceller: LinkCanceller | None = None,
+        cancels: CancelStore | None = None,
+    ) -> None:
         self._saga = saga
         self._sagas = sagas
         self._policy = policy
         self._clock = clock
+        self._canceller = canceller
+        self._cancels = cancels
 
     async def targets(self, selection: ReplaySelection) -> list[ReplayTarget]:
         """The sagas ``selection`` names (by id, each once) or matches (failed ones only), fixed up front."""
         if selection.event_ids:
             stale_before = self._clock.now() - selection.stale_after
             ids = dict.fromkeys(selection.event_ids)
-            return [ReplayTarget(i, await self._sagas.load(i), stale_before) for i in ids]
+            return [await self._target(i, stale_before) for i in ids]
         records = await self._sagas.find_replayable(
             reason=selection.reason,
             account_id=selection.account,
@@ -119,8 +145,16 @@ class Replayer:
         )
         return [ReplayTarget(record.payment_link_id, record) for record in records]
 
+    async def _target(self, event_id: str, stale_before: datetime) -> ReplayTarget:
+        record = await self._sagas.load(event_id)
+        if record is None and self._cancels is not None:
+            return ReplayTarget(event_id, None, stale_before, await self._cancels.load(event_id))
+        return ReplayTarget(event_id, record, stale_before)
+
     async def replay_one(self, target: ReplayTarget, tally: ReplayTally) -> str:
-        """Re-runs one saga to its new result (in the outbox); returns the line that reports it."""
+        """Re-runs one saga (or cancel) to its new result (in the outbox); returns the line that reports it."""
+        if target.cancel is not None:
+            return await self._replay_cancel(target, target.cancel, tally)
         record = target.record
         if record is None:
             tally.not_found += 1
@@ -151,3 +185,25 @@ class Replayer:
         tally.failed_again += 1
         tally.reasons[result.reason] = tally.reasons.get(result.reason, 0) + 1
         return f"failed again  {result.reason}{' (retryable)' if result.retryable else ''}: {result.message}"
+
+    async def _replay_cancel(self, target: ReplayTarget, record: CancelRecord, tally: ReplayTally) -> str:
+        assert self._canceller is not None, "cancels are found only with a canceller"
+        try:
+            cancel = await self._canceller.prepare_replay(
+                record.cancel_request_id, running_stale_before=target.stale_before
+            )
+        except ReplayRefusedError as refused:
+            tally.already_succeeded += 1
+            return f"skipped: {refused}"
+        except RetryableError as error:
+            tally.not_enqueued += 1
+            return f"failed to enqueue: {error.message}"
+        result = (await run_cancel_with_retries(self._canceller, self._policy, cancel)).result
+        if isinstance(result, PaymentLinkCancelRejected):
+            tally.failed_again += 1
+            tally.reasons[result.reason] = tally.reasons.get(result.reason, 0) + 1
+            return (
+                f"cancel rejected again  {result.reason}{' (retryable)' if result.retryable else ''}: {result.message}"
+            )
+        tally.voided += 1
+        return f"voided  {result.invoice_id}  (link {result.payment_link_id})"

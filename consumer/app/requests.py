@@ -2,6 +2,9 @@
 
 - A message that does not validate is dead-lettered (raw bytes kept) and, when an ``event_id`` can be
   recovered, answered with ``PaymentLinkFailed`` (``invalid_event``/``invalid_line_items``/…).
+- A ``PaymentLinkCancelRequested`` (told apart by ``event_type``) runs the cancel
+  (``consumer.app.cancels``) under the same retry policy; one that does not validate is dead-lettered
+  and answered with ``PaymentLinkCancelRejected(invalid_event)`` when its ids can be recovered.
 - A valid request runs the saga; transient faults are retried with exponential backoff and full jitter
   (the one ``RetryPolicy``, ``consumer.app.retry``); when they run out the saga gives up with
   ``PaymentLinkFailed(retryable=true)`` and keeps its progress for ``paylink replay``.
@@ -22,11 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumer import metrics
+from consumer.app.cancels import cancel_identity, report_cancel, run_cancel_with_retries
 from consumer.app.retry import RetryPolicy
 from consumer.ports import ConsumedMessage, DeadLetterSink
+from domain.cancel import LinkCanceller
+from domain.cancel_events import PaymentLinkCancelRequested
 from domain.errors import PermanentError, Reason, RetryableError, excerpt
 from domain.events import PaymentLinkCreated, PaymentLinkRequested
-from domain.intake import parse_request, recover_identity
+from domain.intake import CANCEL_EVENT_TYPE, parse_message, recover_identity
 from domain.saga import PaymentLinkSaga, SagaOutcome
 
 log = logging.getLogger("paylink.processing")
@@ -38,24 +44,32 @@ class RequestJob:
     partition: int
     offset: int
     raw: bytes
-    request: PaymentLinkRequested | None
+    request: PaymentLinkRequested | PaymentLinkCancelRequested | None
     error: PermanentError | None
     serial_key: Hashable | None
 
 
 class RequestHandler:
-    def __init__(self, saga: PaymentLinkSaga, dead_letters: DeadLetterSink, policy: RetryPolicy) -> None:
+    def __init__(
+        self,
+        saga: PaymentLinkSaga,
+        dead_letters: DeadLetterSink,
+        policy: RetryPolicy,
+        canceller: LinkCanceller | None = None,
+    ) -> None:
+        """``canceller``: None only where no cancel can arrive (a cancel then dead-letters as a bug)."""
         self._saga = saga
         self._dead_letters = dead_letters
         self._policy = policy
+        self._canceller = canceller
 
     def prepare(self, record: ConsumedMessage) -> RequestJob:
         raw = record.value if isinstance(record.value, bytes) else b""
         metrics.MESSAGES_CONSUMED.labels(record.topic).inc()
-        request: PaymentLinkRequested | None = None
+        request: PaymentLinkRequested | PaymentLinkCancelRequested | None = None
         error: PermanentError | None = None
         try:
-            request = parse_request(raw)
+            request = parse_message(raw)
         except PermanentError as problem:
             error = problem
         key: Hashable | None = (request.account_id, request.contact_id) if request else record.key
@@ -99,6 +113,9 @@ class RequestHandler:
             assert job.error is not None
             await self._reject(job, job.error)
             return
+        if isinstance(job.request, PaymentLinkCancelRequested):
+            await self._cancel(job, job.request)
+            return
         try:
             outcome = await run_with_retries(self._saga, self._policy, job.request)
         except (RetryableError, asyncio.CancelledError):
@@ -109,13 +126,32 @@ class RequestHandler:
             outcome = await self._saga.give_up_outcome(job.request, bug, attempts=1)
         _report(job.request, outcome)
 
+    async def _cancel(self, job: RequestJob, cancel: PaymentLinkCancelRequested) -> None:
+        if self._canceller is None:
+            raise RuntimeError("this worker was built without a canceller")
+        try:
+            outcome = await run_cancel_with_retries(self._canceller, self._policy, cancel)
+        except (RetryableError, asyncio.CancelledError):
+            raise
+        except Exception as bug:  # never let one message stop the worker
+            log.exception("unexpected error while processing a cancel", extra=_identity(job))
+            await self._dead_letter(job, Reason.INTERNAL_ERROR, f"unexpected error: {excerpt(repr(bug), 200)}")
+            outcome = await self._canceller.give_up_outcome(cancel, bug, attempts=1)
+        report_cancel(cancel, outcome)
+
     async def _reject(self, job: RequestJob, error: PermanentError) -> None:
         await self._dead_letter(job, error.reason, error.message)
-        failed = await self._saga.reject_unparseable(job.raw, error)
-        metrics.SAGAS.labels("failed", error.reason.value).inc()
+        identity = recover_identity(job.raw)
+        answered: object | None
+        if identity is not None and identity.event_type == CANCEL_EVENT_TYPE:
+            answered = await self._canceller.reject_unparseable(job.raw, error) if self._canceller else None
+            metrics.CANCELS.labels("rejected", error.reason.value).inc()
+        else:
+            answered = await self._saga.reject_unparseable(job.raw, error)
+            metrics.SAGAS.labels("failed", error.reason.value).inc()
         log.info(
             "request rejected",
-            extra={**_identity(job), "reason": error.reason.value, "result_published": failed is not None},
+            extra={**_identity(job), "reason": error.reason.value, "result_published": answered is not None},
         )
 
     async def _dead_letter(self, job: RequestJob, reason: Reason, message: str) -> None:
@@ -144,6 +180,8 @@ async def run_with_retries(saga: PaymentLinkSaga, policy: RetryPolicy, request: 
 
 
 def _identity(job: RequestJob) -> dict[str, Any]:
+    if isinstance(job.request, PaymentLinkCancelRequested):
+        return cancel_identity(job.request)
     if job.request is not None:
         return request_identity(job.request)
     return {"topic": job.topic, "partition": job.partition, "offset": job.offset}

@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any
 
-from consumer.cli.examples import EXAMPLES, LIFECYCLE, RESULTS, SUMMARIES
+from consumer.cli.examples import EXAMPLES, LIFECYCLE, REQUESTS, RESULTS, SUMMARIES
 from consumer.runtime.settings import Settings
 from domain.events import event_json_schemas
 from domain.lifecycle_events import lifecycle_json_schemas
@@ -87,7 +87,7 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
             },
             "examples": [{"name": f"{name}Example", "payload": example}],
         }
-        if name != "PaymentLinkRequested":
+        if name not in REQUESTS:
             message["headers"] = _headers(name)
             message["examples"][0]["headers"] = {
                 "ce_id": example["event_id"],
@@ -122,7 +122,9 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
             "version": "1.0.0",
             "description": "Turns a CRM's PaymentLinkRequested into a Stripe-hosted invoice with a short URL and "
             "answers PaymentLinkCreated or PaymentLinkFailed; then tells what happens to the link (paid, payment "
-            "failed, overdue, uncollectible, voided) with lifecycle events on the same topic. Messages are UTF-8 "
+            "failed, overdue, uncollectible, voided) with lifecycle events on the same topic. "
+            "A PaymentLinkCancelRequested voids a link's invoice (PaymentLinkVoided) or is answered with "
+            "PaymentLinkCancelRejected. Messages are UTF-8 "
             "JSON, keyed by contact_id. "
             "Topic names and the consumer group are settings (PAYLINK_REQUESTS_TOPIC, PAYLINK_RESULTS_TOPIC, "
             "PAYLINK_CONSUMER_GROUP); this document shows the configured ones.",
@@ -138,9 +140,9 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         "channels": {
             "requests": channel(
                 settings.requests_topic,
-                "Requests from CRM services. The event_id is the "
-                "idempotency key: re-send a request with the same event_id.",
-                ("PaymentLinkRequested",),
+                "Requests from CRM services: payment links to create, and links to cancel (told apart by "
+                "event_type). The event_id is the idempotency key: re-send a request with the same event_id.",
+                REQUESTS,
             ),
             "results": channel(
                 settings.results_topic,
@@ -153,8 +155,8 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
             "receiveRequests": {
                 "action": "receive",
                 "channel": {"$ref": "#/channels/requests"},
-                "summary": "The worker consumes requests; each ends in exactly one result.",
-                "messages": [{"$ref": "#/channels/requests/messages/PaymentLinkRequested"}],
+                "summary": "The worker consumes requests and cancels; each ends in exactly one result.",
+                "messages": [{"$ref": f"#/channels/requests/messages/{n}"} for n in REQUESTS],
                 "bindings": {
                     "kafka": {
                         "groupId": {"type": "string", "enum": [settings.consumer_group]},

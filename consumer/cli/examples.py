@@ -153,7 +153,45 @@ SUMMARIES.update(
         "PaymentLinkVoided": "The invoice was voided (final): by a cancel request or in Stripe's dashboard.",
     }
 )
-RESULTS = ("PaymentLinkCreated", "PaymentLinkFailed")
+# A cancel of the voided link above (its success is that PaymentLinkVoided), and one that came too late.
+EXAMPLES.update(
+    {
+        "PaymentLinkCancelRequested": {
+            "event_id": "471f4c0d-d589-492d-a377-913ea377971e",
+            "event_type": "PaymentLinkCancelRequested",
+            "schema_version": 1,
+            "occurred_at": "2026-03-05T16:29:58Z",
+            "correlation_id": "crm-cancel-8820",
+            "account_id": "acc-1042",
+            "payment_link_id": "7e1d2c3b-4a59-4867-9f8e-1d2c3b4a5968",
+            "contact_id": "665f1b2c9d3e4a0012ab34cd",
+            "reason": "wrong amount sent",
+        },
+        "PaymentLinkCancelRejected": {
+            "event_id": "a3c9e2d1-7b6f-4e1a-9d2c-5b8f0e4a7c13",
+            "event_type": "PaymentLinkCancelRejected",
+            "schema_version": 1,
+            "occurred_at": "2026-04-29T08:02:11.512000Z",
+            "payment_link_id": _REQUEST_ID,
+            "cancel_request_id": "c5d0b7a4-2e9f-4c18-8a3b-6f1e2d9c0b57",
+            "correlation_id": "crm-cancel-8841",
+            "account_id": "acc-1042",
+            "contact_id": "665f1b2c9d3e4a0012ab34cd",
+            "reason": "already_paid",
+            "message": "invoice in_1PzA2bC3dE4fG5hI is paid",
+            "retryable": False,
+            "attempt": 1,
+        },
+    }
+)
+SUMMARIES.update(
+    {
+        "PaymentLinkCancelRequested": "Withdraw this payment link: void its invoice (success is PaymentLinkVoided).",
+        "PaymentLinkCancelRejected": "The cancel could not be done (paid, void, not created, not found, Stripe down).",
+    }
+)
+REQUESTS = ("PaymentLinkRequested", "PaymentLinkCancelRequested")
+RESULTS = ("PaymentLinkCreated", "PaymentLinkFailed", "PaymentLinkCancelRejected")
 LIFECYCLE = (
     "PaymentLinkPaid",
     "PaymentLinkPaymentFailed",

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         return child
 
     for name, run, summary in (
-        ("worker", "processes:worker", "consume requests and run their sagas (SIGTERM drains in-flight work)"),
+        ("worker", "processes:worker", "consume requests and cancels, run them (SIGTERM drains in-flight work)"),
         ("relay", "processes:relay", "publish outbox entries to the results topic (one active relay, by lease)"),
     ):
         process = command(name, run, summary)
@@ -137,6 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
     publishing.add_argument("--event-id", help="reuse this event_id instead of a new one")
     publishing.add_argument("--dry-run", action="store_true", help="validate and print the event; send nothing")
 
+    cancelling = command(
+        "cancel",
+        "cancel:cancel",
+        "send a PaymentLinkCancelRequested (validated first); prints its event_id",
+        "Asks the worker to withdraw a payment link: its invoice is voided once, and PaymentLinkVoided (or\n"
+        "PaymentLinkCancelRejected) follows on the results topic. The cancel is keyed by the link's contact,\n"
+        "looked up from the link's saga unless --contact is given. Prints the cancel's event_id on stdout.",
+    )
+    cancelling.add_argument("--payment-link-id", required=True, metavar="ID", help="the link's payment_link_id")
+    cancelling.add_argument("--account", required=True, metavar="ACCOUNT_ID", help="the link's CRM account")
+    cancelling.add_argument("--contact", metavar="CONTACT_ID", help="the link's contact (default: from its saga)")
+    cancelling.add_argument("--reason", metavar="TEXT", help="why (at most 500 characters)")
+    cancelling.add_argument("--correlation-id", help="copied to the result")
+    cancelling.add_argument("--dry-run", action="store_true", help="validate and print the event; send nothing")
+
     replaying = command(
         "replay",
         "replay:replay",
@@ -149,7 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
         "any ended failed again,\nwas not found or could not be re-run.",
     )
     replaying.add_argument(
-        "--event-id", action="append", default=[], metavar="ID", help="a request's event_id (repeatable)"
+        "--event-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a request's or a cancel's event_id (repeatable)",
     )
     _filters(replaying)
     replaying.add_argument("--all", action="store_true", help="every replayable saga (up to --limit)")
@@ -234,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         "schema",
         "schema:schema_command",
         "print the events' JSON Schemas (or the AsyncAPI document)",
-        "Prints the JSON Schemas of PaymentLinkRequested, PaymentLinkCreated and PaymentLinkFailed as one JSON "
+        "Prints the JSON Schemas of every event (requests, cancels, results, lifecycle events) as one JSON "
         "object,\nor with --asyncapi the AsyncAPI 3.0 document of both topics (YAML; deploy/asyncapi.yaml is "
         "its copy\nfor the default settings), or with --settings the table of every PAYLINK_* setting.",
     )

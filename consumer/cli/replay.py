@@ -70,6 +70,21 @@ async def replay_requests(settings: Settings, event_ids: list[str]) -> int:
 
 
 def target_row(target: ReplayTarget) -> list[object]:
+    if target.cancel is not None:
+        cancel = target.cancel
+        result = cancel.result or {}
+        updated = cancel.updated_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = f"cancel {cancel.status.value}"
+        return [
+            target.payment_link_id,
+            status,
+            result.get("reason"),
+            result.get("retryable"),
+            None,
+            cancel.account_id,
+            cancel.attempt,
+            updated,
+        ]
     record, failure = target.record, target.record.failure if target.record else None
     if record is None:
         return [target.payment_link_id, "not found", None, None, None, None, None, None]

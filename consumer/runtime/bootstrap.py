@@ -19,16 +19,17 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from adapters.mongo.lifecycle_store import MongoLifecycleStore
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure
 from pymongo.uri_parser import parse_uri
 
+from adapters.mongo.cancel_store import MongoCancelStore
 from adapters.mongo.crm import MongoCrmDirectory
 from adapters.mongo.dead_letters import MongoDeadLetters
 from adapters.mongo.lease import MongoLease
+from adapters.mongo.lifecycle_store import MongoLifecycleStore
 from adapters.mongo.outbox import MongoOutbox
 from adapters.mongo.saga_store import MongoSagaStore
 from adapters.mongo.setup import ensure_indexes
@@ -56,8 +57,9 @@ from consumer.runtime.relay import Relay, RelayOptions
 from consumer.runtime.scan import LEASE_INTERVALS, ScanLoop
 from consumer.runtime.settings import Settings
 from consumer.runtime.worker import Worker, WorkerOptions
+from domain.cancel import CancelPorts, LinkCanceller
 from domain.lifecycle_service import LinkLifecycle
-from domain.ports import Billing, Clock, LifecycleStore
+from domain.ports import Billing, CancelStore, Clock, LifecycleStore
 from domain.saga import PaymentLinkSaga
 
 Document = dict[str, Any]
@@ -81,6 +83,8 @@ class Components:
     lifecycle: LinkLifecycle
     lifecycles: LifecycleStore
     billing: Billing
+    canceller: LinkCanceller
+    cancels: CancelStore
 
 
 @dataclass
@@ -91,6 +95,7 @@ class Stores:
     outbox: OutboxReader
     dead_letters: DeadLetterArchive
     relay_lease: Lease
+    cancels: CancelStore
 
 
 def database_name(uri: str) -> str:
@@ -142,6 +147,19 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
         )
         lifecycles = MongoLifecycleStore(database)
         lifecycle = LinkLifecycle(sagas=sagas, store=lifecycles, outbox=outbox, clock=CLOCK)
+        cancels = MongoCancelStore(database)
+        canceller = LinkCanceller(
+            CancelPorts(
+                sagas=sagas,
+                cancels=cancels,
+                lifecycles=lifecycles,
+                lifecycle=lifecycle,
+                billing=billing,
+                outbox=outbox,
+                clock=CLOCK,
+                ids=RandomIds(),
+            )
+        )
         yield Components(
             settings,
             mongo,
@@ -155,6 +173,8 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             lifecycle,
             lifecycles,
             billing,
+            canceller,
+            cancels,
         )
     finally:
         await stripe_session.close()
@@ -191,7 +211,14 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 
 def build_replayer(components: Components) -> Replayer:
-    return Replayer(components.saga, components.sagas, retry_policy(components.settings), CLOCK)
+    return Replayer(
+        components.saga,
+        components.sagas,
+        retry_policy(components.settings),
+        CLOCK,
+        canceller=components.canceller,
+        cancels=components.cancels,
+    )
 
 
 # A webhook delivery waits for its retries (Stripe times deliveries out after some seconds and retries
@@ -228,7 +255,7 @@ def build_scan_loop(components: Components, clock: Clock = CLOCK) -> ScanLoop:
 
 def build_worker(components: Components, consumer: MessageConsumer) -> Worker:
     settings = components.settings
-    handler = RequestHandler(components.saga, components.dead_letters, retry_policy(settings))
+    handler = RequestHandler(components.saga, components.dead_letters, retry_policy(settings), components.canceller)
     options = WorkerOptions(
         topic=settings.requests_topic,
         max_in_flight=settings.max_in_flight,
@@ -287,6 +314,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             MongoOutbox(database),
             MongoDeadLetters(database),
             relay_lease(database, "paylink-status", timedelta(seconds=1)),
+            MongoCancelStore(database),
         )
     finally:
         await client.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from consumer.cli.main import main
 from consumer.cli.parser import build_parser
 from consumer.cli.values import amount_item, duration, metadata_pair, moment, price_item
-from domain.intake import parse_request
+from domain.intake import parse_cancel, parse_request
 
 COMMANDS = [
     [],
@@ -26,6 +27,7 @@ COMMANDS = [
     ["topics"],
     ["topics", "create"],
     ["publish"],
+    ["cancel"],
     ["replay"],
     ["dead-letters"],
     ["dead-letters", "list"],
@@ -191,9 +193,37 @@ def test_the_parser_lists_every_command() -> None:
         "webhooks",
         "topics",
         "publish",
+        "cancel",
         "replay",
         "reconcile",
         "dead-letters",
         "status",
         "schema",
     }
+
+
+def test_cancel_dry_run_builds_a_valid_cancel_from_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    link = "7E1D2C3B-4A59-4867-9F8E-1D2C3B4A5968"
+    argv = ["cancel", "--dry-run", "--payment-link-id", link, "--account", "acc-1", "--contact", "con-1"]
+
+    assert main([*argv, "--reason", "wrong amount", "--correlation-id", "c-9"]) == 0
+
+    cancel = parse_cancel(capsys.readouterr().out.strip().encode())
+    assert (cancel.payment_link_id, cancel.account_id, cancel.contact_id) == (link.lower(), "acc-1", "con-1")
+    assert (cancel.reason, cancel.correlation_id, cancel.event_type) == (
+        "wrong amount",
+        "c-9",
+        "PaymentLinkCancelRequested",
+    )
+
+
+def test_cancel_refuses_what_the_worker_would_reject(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["cancel", "--dry-run", "--account", "acc-1", "--contact", "con-1"]
+
+    assert main([*argv, "--payment-link-id", "not-a-uuid"]) == 2
+    assert "invalid_event" in capsys.readouterr().err
+    assert main([*argv, "--payment-link-id", str(uuid.uuid4()), "--reason", "x" * 501]) == 2
+    assert "reason" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["cancel", "--account", "acc-1"])  # --payment-link-id is required
+    assert usage.value.code == 2

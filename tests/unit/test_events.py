@@ -210,9 +210,19 @@ def test_failure_for_unparseable_is_deterministic() -> None:
     assert failure_for_unparseable(b"nope", error, NOW) is None
 
 
-def test_json_schemas_describe_the_three_events() -> None:
+def test_json_schemas_describe_the_request_its_results_and_the_cancels_events() -> None:
     schemas = event_json_schemas()
-    assert set(schemas) == {"PaymentLinkRequested", "PaymentLinkCreated", "PaymentLinkFailed"}
+    assert set(schemas) == {
+        "PaymentLinkRequested",
+        "PaymentLinkCreated",
+        "PaymentLinkFailed",
+        "PaymentLinkCancelRequested",
+        "PaymentLinkCancelRejected",
+    }
+    cancel = schemas["PaymentLinkCancelRequested"]
+    assert cancel["additionalProperties"] is False
+    assert {"event_id", "account_id", "contact_id", "payment_link_id"} <= set(cancel["required"])
+    assert "already_paid" in json.dumps(schemas["PaymentLinkCancelRejected"])
     requested = schemas["PaymentLinkRequested"]
     assert requested["additionalProperties"] is False
     assert {"event_id", "account_id", "contact_id", "currency", "line_items"} <= set(requested["required"])

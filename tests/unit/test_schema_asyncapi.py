@@ -21,8 +21,9 @@ from consumer.cli.examples import EXAMPLES, LIFECYCLE, RESULTS
 from consumer.cli.main import main
 from consumer.runtime import relay
 from consumer.runtime.settings import Settings
+from domain.cancel_events import PaymentLinkCancelRejected
 from domain.events import PaymentLinkCreated, PaymentLinkFailed, event_json_schemas
-from domain.intake import parse_request
+from domain.intake import parse_cancel, parse_request
 from domain.lifecycle_events import LIFECYCLE_EVENT_TYPES, LifecycleEvent, Transition, lifecycle_event_id
 from domain.stored import OutboxEntry
 
@@ -102,6 +103,11 @@ def test_examples_are_events_the_models_accept(document: dict[str, Any]) -> None
     assert created.payment_link_id == EXAMPLES["PaymentLinkRequested"]["event_id"]
     assert json.loads(created.model_dump_json()) == EXAMPLES["PaymentLinkCreated"], "examples are as serialised"
     assert json.loads(failed.model_dump_json()) == EXAMPLES["PaymentLinkFailed"]
+    cancel = parse_cancel(json.dumps(EXAMPLES["PaymentLinkCancelRequested"]).encode())
+    rejected = PaymentLinkCancelRejected.model_validate(EXAMPLES["PaymentLinkCancelRejected"])
+    assert json.loads(rejected.model_dump_json()) == EXAMPLES["PaymentLinkCancelRejected"]
+    assert cancel.event_id == EXAMPLES["PaymentLinkVoided"]["cancel_request_id"], "the voided example is its success"
+    assert cancel.payment_link_id == EXAMPLES["PaymentLinkVoided"]["payment_link_id"]
     for name, message in document["components"]["messages"].items():
         assert message["examples"][0]["payload"] == EXAMPLES[name]
 
@@ -112,7 +118,9 @@ def test_the_lifecycle_events_are_on_the_results_channel_with_summaries(document
     assert set(channel) == set(RESULTS + LIFECYCLE)
     sent = [ref["$ref"].rsplit("/", 1)[1] for ref in document["operations"]["sendResults"]["messages"]]
     assert sent == list(RESULTS + LIFECYCLE)
-    assert set(document["channels"]["requests"]["messages"]) == {"PaymentLinkRequested"}
+    assert set(document["channels"]["requests"]["messages"]) == {"PaymentLinkRequested", "PaymentLinkCancelRequested"}
+    received = [ref["$ref"].rsplit("/", 1)[1] for ref in document["operations"]["receiveRequests"]["messages"]]
+    assert received == ["PaymentLinkRequested", "PaymentLinkCancelRequested"]
     for name in LIFECYCLE:
         message = document["components"]["messages"][name]
         assert message["summary"] and "\n" not in message["summary"]
