@@ -218,8 +218,11 @@ async def test_a_crash_after_the_outbox_write_before_the_answer_changes_nothing_
     event = hooks.event("invoice.paid", "paid")
     status, _ = await hooks.deliver(event)
     assert status == 500, "no 2xx: Stripe delivers the event again"
-    assert [e.event_type for e in hooks.lifecycle_events()] == ["PaymentLinkPaid"], "the event was written"
+    def paid() -> int:
+        return [e.event_type for e in hooks.lifecycle_events()].count("PaymentLinkPaid")
+
+    assert paid() == 1, "the event was written"
     assert await hooks.deliver(event) == (200, {"result": "duplicate"})
-    assert [e.event_type for e in hooks.lifecycle_events()] == ["PaymentLinkPaid"], "and is not written twice"
+    assert paid() == 1, "and is not written twice"
     (stored,) = hooks.lifecycles.documents.values()
     assert all(entry["appended"] for entry in stored["history"]), "the retry finished the bookkeeping"
