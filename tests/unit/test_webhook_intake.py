@@ -218,6 +218,7 @@ async def test_a_crash_after_the_outbox_write_before_the_answer_changes_nothing_
     event = hooks.event("invoice.paid", "paid")
     status, _ = await hooks.deliver(event)
     assert status == 500, "no 2xx: Stripe delivers the event again"
+
     def paid() -> int:
         return [e.event_type for e in hooks.lifecycle_events()].count("PaymentLinkPaid")
 
