@@ -118,7 +118,7 @@ class LinkLifecycle:
         # The saga stores "created" before it appends PaymentLinkCreated: a worker that died in between
         # owes the append until the request is redelivered. Appending it here (idempotent on its
         # event_id) keeps every lifecycle event of a link behind its PaymentLinkCreated in the outbox.
-        await self._outbox.append(created)
+        await self._outbox.append_unless_published(created)
         return await self._store.create_if_absent(fresh)
 
     @staticmethod

@@ -164,6 +164,11 @@ class Outbox(Protocol):
         key is ``event.contact_id`` (None only for unparseable input). ``RetryableError`` on faults."""
         ...
 
+    async def append_unless_published(self, event: OutputEvent) -> None:
+        """``append``, unless an entry with ``event.event_id`` was published already (and is still kept):
+        for an event that may be long out, so that making sure of it does not publish it again."""
+        ...
+
 
 class Clock(Protocol):
     def now(self) -> datetime:

@@ -78,6 +78,13 @@ class MongoOutbox:
             except DuplicateKeyError:
                 return  # appended before (a redelivery, or a concurrent append of the same event)
 
+    async def append_unless_published(self, event: ResultEvent) -> None:
+        """``append``, unless ``outbox_published`` holds the event (published within the retention)."""
+        with store_errors("outbox lookup"):
+            if await self._published.find_one({"_id": event.event_id}, {"_id": 1}) is not None:
+                return
+        await self.append(event)
+
     async def _next_seq(self) -> int:
         """A ``seq`` no other append got, above every ``seq`` claimed before this call started.
 

@@ -94,7 +94,10 @@ async def follow(
         async with asyncio.timeout(TIMEOUT_S):
             while {e["payment_link_id"] for e in events} != wanted.keys():
                 for records in (await consumer.getmany(timeout_ms=200)).values():
-                    events += [json.loads(r.value) for r in records if json.loads(r.value)["payment_link_id"] in wanted]
+                    for event in (json.loads(record.value) for record in records):
+                        # Lifecycle events only: a result can be delivered again (at least once).
+                        if event["payment_link_id"] in wanted and "source" in event:
+                            events.append(event)
         return [{**event, "label": wanted[event["payment_link_id"]]} for event in events]
     finally:
         await consumer.stop()

@@ -186,3 +186,24 @@ async def test_concurrent_first_appends_on_an_empty_outbox(box: OutboxHarness) -
     await asyncio.gather(*(box.outbox.append(event) for event in events))
 
     assert sorted(await box.event_ids()) == sorted(event.event_id for event in events)
+
+
+async def test_append_unless_published_appends_what_was_never_stored(box: OutboxHarness) -> None:
+    event = created()
+    await box.outbox.append_unless_published(event)
+    await box.outbox.append_unless_published(event)
+    assert await box.event_ids() == [event.event_id]
+
+
+@pytest.mark.integration
+async def test_append_unless_published_does_not_publish_a_published_event_again(mongo_db: Any) -> None:
+    outbox = MongoOutbox(mongo_db)
+    await outbox.ensure_indexes()
+    event = created()
+    await outbox.append(event)
+    await outbox.mark_published(await outbox.unpublished(10))
+
+    await outbox.append_unless_published(event)
+    assert await outbox.unpublished(10) == [], "kept as published: not queued again"
+    await outbox.append(event)
+    assert [e.event_id for e in await outbox.unpublished(10)] == [event.event_id], "a plain append queues it again"

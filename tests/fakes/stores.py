@@ -156,6 +156,10 @@ class FakeOutbox:
         self.events.setdefault(event.event_id, event)
         self.faults.check("append", after_effect=True)
 
+    async def append_unless_published(self, event: OutputEvent) -> None:
+        # The fake never publishes: every stored event is "not yet published".
+        await self.append(event)
+
     @property
     def ordered(self) -> list[OutputEvent]:
         return list(self.events.values())
