@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -386,10 +387,21 @@ class ScenarioRun:
             self.sent.extend(sent)
 
     async def _produce_now(self, messages: list[Sent]) -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_idempotence=True, request_timeout_ms=120_000
-        )
-        await producer.start()
+        deadline = time.monotonic() + 120
+        while True:  # the broker may be restarting (chaos_monkey): try again until it answers
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                enable_idempotence=True,
+                request_timeout_ms=120_000,
+            )
+            try:
+                await producer.start()
+                break
+            except KafkaError:
+                await producer.stop()
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1.0)
         try:
             for message in messages:
                 metadata = await (await producer.send(self.settings.requests_topic, message.raw, key=message.key))
@@ -673,7 +685,7 @@ class ScenarioRun:
         if sent_cancels:
             kinds = ", ".join(f"{n} {label}" for label, n in sorted(sent_cancels.items()))
             self.notes.append(f"{sum(sent_cancels.values())} cancel messages sent: {kinds}")
-        retryable = sum(1 for r in observation.cancel_results if r.get("retryable"))
+        retryable = len({r.get("event_id") for r in observation.cancel_results if r.get("retryable")})
         if retryable:
             self.notes.append(f"{retryable} retryable cancel rejection(s) on the topic, replayed")
         for cancel in observation.cancels.values():
