@@ -12,6 +12,8 @@ Stripe connected accounts, so scenarios never see each other's data. Its life:
 4. settle: wait until the group's committed offsets reach the end of every partition and the outbox has
    nothing left to publish; then the scenario's ``finish`` (``paylink reconcile``, say), and settle again;
 5. replay: ``paylink replay --all`` for what ended retryable (see the invariants' docstring), settle again;
+   then ``paylink replay --event-id …`` for the cancels that gave up or were rejected retryably (a
+   replayed request may have created their link since), settle again;
 6. observe everything and check; stop the processes gracefully.
 """
 

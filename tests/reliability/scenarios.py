@@ -9,6 +9,13 @@ can share the development stack with the other tests.
 ``paylink webhooks`` behind a Connect endpoint on the emulator, moves the links' invoices through
 their lifecycle in Stripe under webhook delivery faults and webhooks SIGKILLs, runs ``paylink
 reconcile``, and is judged by the ``lifecycle_*`` invariants (``tests/reliability/lifecycle.py``).
+
+``worker_sigkill``, ``stripe_storm`` and ``chaos_monkey`` also mix ``PaymentLinkCancelRequested`` into
+their stream (``workload.mix_cancels``): cancels of created links (some right behind the request, while
+the link is still being made), duplicates, second cancels, another tenant's cancels, cancels of failed
+requests, and, mid-run, cancels of links just paid on the emulator's hosted page; the runner replays the
+retryable ones, ``paylink reconcile`` publishes the payments, and the ``cancel_*``/``void_once``
+invariants judge them.
 """
 
 from __future__ import annotations
