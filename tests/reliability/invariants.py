@@ -50,6 +50,20 @@ Invariants (columns of the final table):
   created link's last published state equals its invoice's status in Stripe (``paid`` → paid
   published, ``void`` → voided, ``uncollectible`` → uncollectible, ``open`` → neither), and its
   lifecycle record agrees and owes the outbox nothing.
+- ``cancel_answered``: every cancel sent (``PaymentLinkCancelRequested``, by ``event_id``) ends in exactly
+  one distinct terminal result on the topic: its ``PaymentLinkCancelRejected`` (``cancel_request_id``) or
+  the link's ``PaymentLinkVoided`` with its ``cancel_request_id``. Earlier results are allowed only as
+  retryable rejections, one per attempt, later replayed (the latest wins, as for requests); the last is
+  not retryable and is the one the cancel's record stores; no cancel result for a cancel never sent.
+- ``cancel_outcome``: each cancel's final outcome is one its kind calls for (``voided`` for an open link
+  of its own tenant, ``payment_link_not_found`` for another tenant's link, ``not_created`` for a failed
+  request, ``already_paid`` after the invoice was paid, ``voided``/``already_void`` for a second cancel,
+  with exactly one ``voided`` per link).
+- ``void_once``: in the emulator, a created link's invoice is voided at most once (``invoice.voided``
+  events of the invoice), and only under the void key of a cancel of that link by its own tenant
+  (``paylink-cancel-<event_id>-void``); no ``PaymentLinkVoided`` names a cancel of another tenant or of
+  another link; a cancel ending voided ⇒ the invoice is void in Stripe, and a void invoice ⇒ the cancel
+  that voided it ended voided.
 - ``no_crash``: no paylink process exited unless the scenario stopped it.
 - ``goal_met``: the scenario's trouble really happened (kills, restarts, faults fired, the purge ran…),
   so a clean row means something.
@@ -84,6 +98,9 @@ INVARIANTS = [
     "lifecycle_forward",
     "lifecycle_owner",
     "lifecycle_final",
+    "cancel_answered",
+    "cancel_outcome",
+    "void_once",
     "no_crash",
     "goal_met",
 ]
@@ -145,6 +162,8 @@ class Observation:
     lifecycle: list[dict[str, Any]] = field(default_factory=list)  # lifecycle events on the topic, in order
     lifecycles: dict[str, dict[str, Any]] = field(default_factory=dict)  # payment_link_id → lifecycle record
     stripe_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # account → events (webhooks)
+    cancel_results: list[dict[str, Any]] = field(default_factory=list)  # PaymentLinkCancelRejected, topic order
+    cancels: dict[str, dict[str, Any]] = field(default_factory=dict)  # cancel_request_id → cancel record
 
     @property
     def lifecycle_duplicates(self) -> int:
@@ -159,6 +178,8 @@ class Observation:
 
 def check_all(world: World, sent: list[Sent], topic: str, obs: Observation) -> dict[str, Check]:
     checks = {name: Check(name) for name in INVARIANTS}
+    cancels = [s for s in sent if s.cancel_of is not None]
+    sent = [s for s in sent if s.cancel_of is None]
     _terminal_sagas(sent, obs, checks["terminal_saga"])
     _results(sent, obs, checks["result_published"])
     _ordered(sent, obs, checks["results_ordered"])
@@ -175,6 +196,9 @@ def check_all(world: World, sent: list[Sent], topic: str, obs: Observation) -> d
     _lifecycle_forward(links, obs, checks["lifecycle_forward"])
     _lifecycle_owner(links, obs, checks["lifecycle_owner"])
     _lifecycle_final(links, obs, checks["lifecycle_final"])
+    _cancel_answered(cancels, obs, checks["cancel_answered"])
+    _cancel_outcome(cancels, obs, checks["cancel_outcome"])
+    _void_once(links, cancels, obs, checks["void_once"])
     for exit_ in obs.unexpected_exits:
         checks["no_crash"].fail(exit_)
     return checks
@@ -548,3 +572,153 @@ def _lifecycle_final(links: dict[str, dict[str, Any]], obs: Observation, check: 
         owed = [entry for entry in record.get("history", []) if not entry.get("appended")]
         if owed:
             check.fail(f"{link}: lifecycle record owes the outbox {len(owed)} event(s)", len(owed))
+
+
+# --- cancels ----------------------------------------------------------------------------------------
+
+VOID_KEY = re.compile(r"^paylink-cancel-(?P<cancel>.+)-void$")
+
+
+def cancel_results_by_id(obs: Observation) -> dict[str, list[dict[str, Any]]]:
+    """cancel_request_id → its distinct results (first copy of each event id), in topic order: its
+    rejections and the ``PaymentLinkVoided`` events that name it."""
+    first: dict[str, dict[str, Any]] = {}
+    voided = [e for e in obs.lifecycle if e.get("event_type") == "PaymentLinkVoided" and e.get("cancel_request_id")]
+    for event in sorted([*obs.cancel_results, *voided], key=lambda r: tuple(r[PLACE])):
+        first.setdefault(str(event.get("event_id")), event)
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in first.values():
+        grouped[str(event.get("cancel_request_id"))].append(event)
+    return grouped
+
+
+def cancel_outcome_of(result: dict[str, Any]) -> str:
+    return "voided" if result.get("event_type") == "PaymentLinkVoided" else str(result.get("reason"))
+
+
+def _originals(cancels: list[Sent]) -> dict[str, Sent]:
+    """event_id → the cancel as first planned (duplicates resend its bytes)."""
+    out: dict[str, Sent] = {}
+    for cancel in cancels:
+        if cancel.event_id and (cancel.event_id not in out or out[cancel.event_id].duplicate):
+            out[cancel.event_id] = cancel
+    return out
+
+
+def _cancel_answered(cancels: list[Sent], obs: Observation, check: Check) -> None:
+    grouped = cancel_results_by_id(obs)
+    originals = _originals(cancels)
+    for cancel in cancels:
+        if cancel.offset < 0:
+            check.fail(f"{cancel.label} {cancel.event_id}: never acknowledged by the broker")
+    for cancel_id, cancel in sorted(originals.items()):
+        results = grouped.get(cancel_id, [])
+        if not results:
+            check.fail(f"{cancel.label} {cancel_id}: no result on the topic")
+            continue
+        voided = [r for r in results if r.get("event_type") == "PaymentLinkVoided"]
+        if len(voided) > 1:
+            check.fail(f"{cancel_id}: {len(voided)} distinct PaymentLinkVoided", len(voided) - 1)
+        per_attempt = Counter(r.get("attempt") for r in results if r.get("event_type") == "PaymentLinkCancelRejected")
+        for attempt, count in per_attempt.items():
+            if count > 1:
+                check.fail(f"{cancel_id}: {count} distinct rejections for attempt {attempt}", count - 1)
+        *earlier, last = results
+        for result in earlier:
+            if not result.get("retryable"):
+                check.fail(
+                    f"{cancel_id}: {cancel_outcome_of(result)} ({result.get('event_type')}) followed by "
+                    f"{cancel_outcome_of(last)}: only a retryable rejection may be followed"
+                )
+        if last.get("retryable"):
+            check.fail(f"{cancel_id}: left retryable after replay: {str(last.get('message'))[:160]}")
+        for result in results:
+            if result.get("payment_link_id") != cancel.cancel_of:
+                check.fail(f"{cancel_id}: result names link {result.get('payment_link_id')}, not {cancel.cancel_of}")
+        record = obs.cancels.get(cancel_id)
+        if record is None:
+            check.fail(f"{cancel_id}: no cancel record")
+        elif (record.get("result") or {}).get("event_id") != last.get("event_id"):
+            stored = (record.get("result") or {}).get("event_id")
+            check.fail(f"{cancel_id}: record stores result {stored}, the topic's last is {last.get('event_id')}")
+    for stray in sorted(set(grouped) - set(originals)):
+        check.fail(f"cancel result for a cancel never sent: {stray}")
+
+
+def _cancel_outcome(cancels: list[Sent], obs: Observation, check: Check) -> None:
+    grouped = cancel_results_by_id(obs)
+    voids_per_link: Counter[str] = Counter()
+    for cancel_id, cancel in sorted(_originals(cancels).items()):
+        results = grouped.get(cancel_id)
+        if not results:
+            continue  # reported by cancel_answered
+        outcome = cancel_outcome_of(results[-1])
+        if outcome == "voided":
+            voids_per_link[str(cancel.cancel_of)] += 1
+        if cancel.allowed and outcome not in cancel.allowed:
+            check.fail(
+                f"{cancel.label} {cancel_id}: expected {'/'.join(sorted(cancel.allowed))}, got {outcome}: "
+                f"{str(results[-1].get('message'))[:160]}"
+            )
+    wanting = {str(c.cancel_of) for c in cancels if "voided" in c.allowed}
+    for link in sorted(wanting):
+        if voids_per_link[link] != 1:
+            check.fail(f"link {link}: {voids_per_link[link]} of its cancels ended voided (wanted exactly 1)")
+
+
+def _void_once(links: dict[str, dict[str, Any]], cancels: list[Sent], obs: Observation, check: Check) -> None:
+    originals = _originals(cancels)
+    invoices = {invoice["id"]: invoice for objects in obs.stripe.values() for invoice in objects.get("invoice", [])}
+    voids: dict[str, list[dict[str, Any]]] = defaultdict(list)  # invoice id → its invoice.voided events
+    for events in obs.stripe_events.values():
+        for stripe_event in events:
+            if stripe_event.get("type") == "invoice.voided":
+                invoice = (stripe_event.get("data") or {}).get("object") or {}
+                voids[str(invoice.get("id"))].append(stripe_event)
+    grouped = cancel_results_by_id(obs)
+    for link, created in sorted(links.items()):
+        invoice_id = str(created.get("invoice_id"))
+        found = voids.get(invoice_id, [])
+        if len(found) > 1:
+            check.fail(f"{link}: invoice {invoice_id} voided {len(found)} times in Stripe", len(found) - 1)
+        for stripe_event in found:
+            key = str((stripe_event.get("request") or {}).get("idempotency_key"))
+            matched = VOID_KEY.match(key)
+            cancel = originals.get(matched.group("cancel")) if matched else None
+            if cancel is None:
+                check.fail(f"{link}: invoice {invoice_id} voided under key {key}, of no cancel sent")
+                continue
+            if cancel.cancel_of != link or cancel.account_id != created.get("account_id"):
+                check.fail(
+                    f"{link}: invoice {invoice_id} voided by cancel {cancel.event_id} of account "
+                    f"{cancel.account_id} for link {cancel.cancel_of} (the link's account: {created.get('account_id')})"
+                )
+            results = grouped.get(str(cancel.event_id), [])
+            if results and cancel_outcome_of(results[-1]) != "voided":
+                check.fail(
+                    f"{link}: cancel {cancel.event_id} voided {invoice_id} but ended {cancel_outcome_of(results[-1])}"
+                )
+    for cancel_id, results in sorted(grouped.items()):
+        cancel = originals.get(cancel_id)
+        for result in results:
+            if result.get("event_type") != "PaymentLinkVoided":
+                continue
+            link = str(result.get("payment_link_id"))
+            created = links.get(link, {})
+            if cancel is None:
+                continue  # reported by cancel_answered
+            if cancel.cancel_of != link or cancel.account_id != created.get("account_id"):
+                check.fail(
+                    f"PaymentLinkVoided of {link} names cancel {cancel_id} of account {cancel.account_id} for "
+                    f"link {cancel.cancel_of} (the link's account: {created.get('account_id')})"
+                )
+            keys = [
+                (stripe_event.get("request") or {}).get("idempotency_key")
+                for stripe_event in voids.get(str(created.get("invoice_id")), [])
+            ]
+            if keys != [f"paylink-cancel-{cancel_id}-void"]:
+                check.fail(f"cancel {cancel_id} ended voided; Stripe voided {created.get('invoice_id')} under {keys}")
+            invoice = invoices.get(str(created.get("invoice_id")))
+            if invoice is None or invoice.get("status") != "void":
+                status = None if invoice is None else invoice.get("status")
+                check.fail(f"cancel {cancel_id} ended voided, invoice {created.get('invoice_id')} is {status}")

@@ -25,6 +25,9 @@ SHORT = {
     "lifecycle_forward": "forward",
     "lifecycle_owner": "owner",
     "lifecycle_final": "final",
+    "cancel_answered": "c-ans",
+    "cancel_outcome": "c-out",
+    "void_once": "void1",
     "no_crash": "crash",
     "goal_met": "goal",
 }
@@ -40,7 +43,15 @@ WEBHOOK_SEEN = {
     "forged webhooks ignored",
     "reconcile recovered",
 }
-NOT_EVENTS = {"faults fired", "429 rate-limited", "worker SIGKILL mid-saga", *WEBHOOK_FAULTS, *WEBHOOK_SEEN}
+CANCEL_SEEN = {"links paid", "cancels replayed"}
+NOT_EVENTS = {
+    "faults fired",
+    "429 rate-limited",
+    "worker SIGKILL mid-saga",
+    *WEBHOOK_FAULTS,
+    *WEBHOOK_SEEN,
+    *CANCEL_SEEN,
+}
 
 
 def _cell(violations: int) -> str:

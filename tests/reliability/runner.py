@@ -12,6 +12,8 @@ Stripe connected accounts, so scenarios never see each other's data. Its life:
 4. settle: wait until the group's committed offsets reach the end of every partition and the outbox has
    nothing left to publish; then the scenario's ``finish`` (``paylink reconcile``, say), and settle again;
 5. replay: ``paylink replay --all`` for what ended retryable (see the invariants' docstring), settle again;
+   then ``paylink replay --event-id …`` for the cancels that gave up or were rejected retryably (a
+   replayed request may have created their link since), settle again;
 6. observe everything and check; stop the processes gracefully.
 """
 
@@ -33,6 +35,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -44,7 +47,7 @@ from tests.e2e.processes import PaylinkProcess, logs_of
 from tests.integration.harness import STRIPE_HEADERS, settings_for, stripe_objects
 from tests.reliability.invariants import INVARIANTS, PLACE, Check, Observation, check_all
 from tests.reliability.stack import PrivateStack, Services
-from tests.reliability.workload import Mix, Sent, World, seed_world
+from tests.reliability.workload import Mix, Sent, World, cancel_body, cancel_sent, mix_cancels, seed_world
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 Document = dict[str, Any]
@@ -52,6 +55,7 @@ Chaos = Callable[["ScenarioRun"], Awaitable[None]]
 Hostile = Callable[[World, random.Random, int], list[Sent]]
 Goal = Callable[["ScenarioRun", Observation], list[str]]
 LIFECYCLE_NAMES = frozenset(kind.__name__ for kind in LIFECYCLE_EVENT_TYPES)
+CANCEL_REJECTED = "PaymentLinkCancelRejected"
 # What a Connect endpoint of paylink listens to (docs/operations.md, "Register the webhook endpoint").
 WEBHOOK_EVENT_TYPES = ["invoice.paid", "invoice.payment_failed", "invoice.voided", "invoice.marked_uncollectible"]
 
@@ -76,6 +80,8 @@ class Scenario:
     goal: Goal | None = None  # what the chaos must have achieved (else the run proves nothing)
     webhooks: bool = False  # run `paylink webhooks` behind a Connect endpoint registered on the emulator
     finish: Chaos | None = None  # after the first settle (e.g. `paylink reconcile`); then settled again
+    cancels: int = 0  # PaymentLinkCancelRequested mixed into the stream (workload.mix_cancels)
+    paid_cancels: int = 0  # links paid on the hosted page mid-run, then cancelled (→ already_paid)
 
 
 @dataclass
@@ -341,7 +347,69 @@ class ScenarioRun:
         if self.scenario.hostile is not None:
             for bad in self.scenario.hostile(world, self.rng, self.scenario.hostile_count):
                 messages.insert(self.rng.randrange(1, len(messages) + 1), bad)
+        if self.scenario.cancels:
+            messages = mix_cancels(world, self.rng, messages, self.scenario.cancels)
         return messages
+
+    async def pay_and_cancel(self, count: int) -> None:
+        """Mid-run: pays ``count`` created links on the emulator's hosted page (links no planned cancel
+        names), then sends each a cancel, keyed by its contact: it must end ``already_paid``."""
+        await self.at(0.5)
+        named = {s.cancel_of for s in self.sent if s.cancel_of}
+        planned = {s.event_id: s for s in self.sent if s.valid and s.cancel_of is None and s.expected == "created"}
+        sent: list[Sent] = []
+        for _ in range(60):
+            if len(sent) >= count:
+                break
+            try:
+                docs = [d async for d in self.db["sagas"].find({"status": "created"}, {"_id": 1, "result": 1})]
+            except PyMongoError:
+                docs = []
+            candidates = [d for d in docs if d["_id"] in planned and d["_id"] not in named]
+            self.rng.shuffle(candidates)
+            for doc in candidates[: count - len(sent)]:
+                result = doc.get("result") or {}
+                body = {"account": result.get("stripe_account"), "outcome": "succeeded"}
+                response = await self.stripe.post(
+                    f"/_emulator/invoices/{result.get('invoice_id')}/hosted_payment", json=body
+                )
+                named.add(doc["_id"])
+                if response.status_code != 200:
+                    self.notes.append(
+                        f"paying {result.get('invoice_id')}: {response.status_code} {response.text[:100]}"
+                    )
+                    continue
+                self.chaos["links paid"] += 1
+                link = planned[doc["_id"]]
+                assert link.account_id is not None
+                sent.append(cancel_sent("cancel_paid", cancel_body(link.account_id, link), link.key, {"already_paid"}))
+            await asyncio.sleep(0.5)
+        if sent:
+            await self._produce_now(sent)
+            self.sent.extend(sent)
+
+    async def _produce_now(self, messages: list[Sent]) -> None:
+        deadline = time.monotonic() + 120
+        while True:  # the broker may be restarting (chaos_monkey): try again until it answers
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                enable_idempotence=True,
+                request_timeout_ms=120_000,
+            )
+            try:
+                await producer.start()
+                break
+            except KafkaError:
+                await producer.stop()
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1.0)
+        try:
+            for message in messages:
+                metadata = await (await producer.send(self.settings.requests_topic, message.raw, key=message.key))
+                message.partition, message.offset = metadata.partition, metadata.offset
+        finally:
+            await producer.stop()
 
     async def _produce(self, messages: list[Sent]) -> None:
         producer = AIOKafkaProducer(
@@ -415,6 +483,22 @@ class ScenarioRun:
             self.notes.append(f"paylink replay exited {code}")
         return len(pending)
 
+    async def _replay_cancels(self) -> int:
+        """``paylink replay --event-id …`` for the cancels that gave up or were rejected retryably (after
+        the requests' replay: a replayed request may have created the link since)."""
+        query = {"$or": [{"status": "gave_up"}, {"status": "done", "result.retryable": True}]}
+        pending = [str(doc["_id"]) async for doc in self.db["cancels"].find(query, {"_id": 1})]
+        if not pending:
+            return 0
+        settings = self.settings.model_copy(update=self.scenario.replay_settings)
+        args = [arg for cancel in pending for arg in ("--event-id", cancel)]
+        replay = PaylinkProcess("replay", settings, self.log_dir, *args, "--concurrency", "8").start()
+        assert replay.process is not None
+        code = await asyncio.to_thread(replay.process.wait, 300)
+        if code not in (0, 1):
+            self.notes.append(f"paylink replay (cancels) exited {code}")
+        return len(pending)
+
     async def _results(self) -> tuple[list[Document], int]:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
         await consumer.start()
@@ -450,7 +534,8 @@ class ScenarioRun:
 
     async def _observe(self, world: World) -> Observation:
         records, unreadable = await self._results()
-        results = [r for r in records if r.get("event_type") not in LIFECYCLE_NAMES]
+        results = [r for r in records if r.get("event_type") not in LIFECYCLE_NAMES | {CANCEL_REJECTED}]
+        cancel_results = [r for r in records if r.get("event_type") == CANCEL_REJECTED]
         lifecycle = [r for r in records if r.get("event_type") in LIFECYCLE_NAMES]
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
         await consumer.start()
@@ -468,7 +553,7 @@ class ScenarioRun:
                 for kind in ("customer", "invoice", "invoiceitem")
             }
         stripe_events: dict[str, list[Document]] = {}
-        if self.scenario.webhooks:
+        if self.scenario.webhooks or self.scenario.cancels or self.scenario.paid_cancels:
             for tenant in world.active:
                 stripe_events[tenant.stripe_account] = await stripe_objects(
                     self.services.stripe_base, tenant.stripe_account, "event"
@@ -477,6 +562,8 @@ class ScenarioRun:
         return Observation(
             extra={"outbox_purged": len({r.get("event_id") for r in records}) - remaining},
             lifecycle=lifecycle,
+            cancel_results=cancel_results,
+            cancels={str(d["_id"]): d async for d in self.db["cancels"].find({})},
             lifecycles={str(d["_id"]): d async for d in self.db["lifecycles"].find({})},
             stripe_events=stripe_events,
             sagas={str(d["_id"]): d async for d in self.db["sagas"].find({})},
@@ -547,9 +634,14 @@ class ScenarioRun:
             await self.stripe_config(**scenario.stripe_config)
         try:
             chaos = asyncio.ensure_future(scenario.chaos(self)) if scenario.chaos else None
+            paying = (
+                asyncio.ensure_future(self.pay_and_cancel(scenario.paid_cancels)) if scenario.paid_cancels else None
+            )
             await self._produce(messages)
             if chaos is not None:
                 await chaos
+            if paying is not None:
+                await paying
             faults_fired = await self.clear_faults()
             if scenario.stripe_config:
                 await self.stripe_config(**dict.fromkeys(scenario.stripe_config))
@@ -565,6 +657,11 @@ class ScenarioRun:
             replayed = await self._replay()
             if replayed and not await self._settle(scenario.settle_timeout_s):
                 self.notes.append("did not settle after the replay")
+            cancels_replayed = await self._replay_cancels()
+            if cancels_replayed:
+                self.chaos["cancels replayed"] += cancels_replayed
+                if not await self._settle(scenario.settle_timeout_s):
+                    self.notes.append("did not settle after the cancels' replay")
             self.notes.append(
                 f"produced and chaos {produced:.0f}s, settled +{drained - produced:.0f}s, "
                 f"replay +{self.elapsed() - drained:.0f}s"
@@ -586,6 +683,17 @@ class ScenarioRun:
             result = saga.get("result") or {}
             outcomes["created" if result.get("event_type") == "PaymentLinkCreated" else "failed"] += 1
         outcomes["dead letters"] = len(observation.dead_letters)
+        sent_cancels = Counter(s.label for s in messages if s.cancel_of is not None)
+        if sent_cancels:
+            kinds = ", ".join(f"{n} {label}" for label, n in sorted(sent_cancels.items()))
+            self.notes.append(f"{sum(sent_cancels.values())} cancel messages sent: {kinds}")
+        retryable = len({r.get("event_id") for r in observation.cancel_results if r.get("retryable")})
+        if retryable:
+            self.notes.append(f"{retryable} retryable cancel rejection(s) on the topic, replayed")
+        for cancel in observation.cancels.values():
+            result = cancel.get("result") or {}
+            kind = "voided" if result.get("event_type") == "PaymentLinkVoided" else str(result.get("reason"))
+            outcomes[f"cancel {kind}"] += 1
         if sum(c.violations for c in checks.values()) == 0 and self.stack is None:
             await self.mongo.drop_database(self.db.name)
         return ScenarioResult(

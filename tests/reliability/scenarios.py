@@ -9,12 +9,20 @@ can share the development stack with the other tests.
 ``paylink webhooks`` behind a Connect endpoint on the emulator, moves the links' invoices through
 their lifecycle in Stripe under webhook delivery faults and webhooks SIGKILLs, runs ``paylink
 reconcile``, and is judged by the ``lifecycle_*`` invariants (``tests/reliability/lifecycle.py``).
+
+``worker_sigkill``, ``stripe_storm`` and ``chaos_monkey`` also mix ``PaymentLinkCancelRequested`` into
+their stream (``workload.mix_cancels``): cancels of created links (some right behind the request, while
+the link is still being made), duplicates, second cancels, another tenant's cancels, cancels of failed
+requests, and, mid-run, cancels of links just paid on the emulator's hosted page; the runner replays the
+retryable ones, ``paylink reconcile`` publishes the payments, and the ``cancel_*``/``void_once``
+invariants judge them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from typing import Any
 
 from pydantic import SecretStr
@@ -235,6 +243,30 @@ def retries_mattered(run: ScenarioRun, obs: Observation) -> list[str]:
     return problems
 
 
+async def reconcile(run: ScenarioRun) -> None:
+    """``paylink reconcile``: links paid on the hosted page (no webhooks here) get their PaymentLinkPaid."""
+    code, output = await run.run_command("reconcile", "--since", "1h")
+    if code != 0:
+        run.notes.append(f"paylink reconcile exited {code}: {output[-200:]}")
+
+
+def cancels_exercised(run: ScenarioRun, obs: Observation) -> list[str]:
+    """Every kind of cancel outcome the mix aims at really happened."""
+    seen: Counter[str] = Counter()
+    for cancel in obs.cancels.values():
+        result = cancel.get("result") or {}
+        seen["voided" if result.get("event_type") == "PaymentLinkVoided" else str(result.get("reason"))] += 1
+    wanted = ["voided", "payment_link_not_found", "not_created", "already_paid", "already_void"]
+    return [f"no cancel ended {kind}" for kind in wanted if not seen[kind]]
+
+
+def all_goals(*goals: Any) -> Any:
+    def goal(run: ScenarioRun, obs: Observation) -> list[str]:
+        return [problem for part in goals for problem in part(run, obs)]
+
+    return goal
+
+
 # --- the suite -------------------------------------------------------------------------------------
 
 
@@ -277,8 +309,11 @@ def scenarios(reduced: bool = False) -> list[Scenario]:
             requests=300,
             produce_s=30,
             chaos=worker_kills(5),
-            goal=chaos_at_least(worker_SIGKILL=5, worker_SIGKILL_mid_saga=3),
+            goal=all_goals(chaos_at_least(worker_SIGKILL=5, worker_SIGKILL_mid_saga=3), cancels_exercised),
             stripe_config={"latency_ms": 25},  # longer sagas: the kills land between their steps
+            cancels=50,
+            paid_cancels=6,
+            finish=reconcile,
         ),
         Scenario(
             "relay_sigkill",
@@ -350,7 +385,10 @@ def scenarios(reduced: bool = False) -> list[Scenario]:
             chaos=stripe_storm(private=True),
             settings={"stripe_timeout_s": 0.6},
             private=True,
-            goal=retries_mattered,
+            goal=all_goals(retries_mattered, cancels_exercised),
+            cancels=50,
+            paid_cancels=6,
+            finish=reconcile,
         ),
         Scenario(
             "shortener_down",
@@ -387,7 +425,13 @@ def scenarios(reduced: bool = False) -> list[Scenario]:
             ),
             settings={"stripe_timeout_s": 0.6},
             private=True,
-            goal=chaos_at_least(worker_SIGKILL=3, relay_SIGKILL=2, kafka_restart=1, ferretdb_restart=1),
+            goal=all_goals(
+                chaos_at_least(worker_SIGKILL=3, relay_SIGKILL=2, kafka_restart=1, ferretdb_restart=1),
+                cancels_exercised,
+            ),
+            cancels=60,
+            paid_cancels=6,
+            finish=reconcile,
         ),
         Scenario(
             "hostile_input",

@@ -22,7 +22,7 @@ import json
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from pymongo.asynchronous.database import AsyncDatabase
 
 from domain.errors import PermanentError
-from domain.intake import parse_request, recover_identity
+from domain.intake import parse_cancel, parse_request, recover_identity
 from tests.integration.harness import Tenant, request, seed_tenant
 
 VICTIM_EMAIL = "victim@example.com"
@@ -121,6 +121,8 @@ class Sent:
     duplicate: bool = False
     partition: int = -1
     offset: int = -1
+    cancel_of: str | None = None  # a PaymentLinkCancelRequested: the payment_link_id it names
+    allowed: frozenset[str] = frozenset()  # a cancel: the final outcomes it may end in ("voided" or a reason)
 
 
 def classify(label: str, raw: bytes | None, key: bytes | None, expected: str | None = None, **extra: Any) -> Sent:
@@ -395,3 +397,129 @@ def hypothesis_messages(world: World, count: int, seed: int) -> list[Sent]:
     del seed  # derandomize makes the examples a function of the strategies alone
     collect()
     return [classify("hypothesis", raw, None) for raw in examples]
+
+
+# --- cancels ---------------------------------------------------------------------------------------
+
+CANCEL_WEIGHTS: list[tuple[str, int]] = [
+    ("cancel", 40),  # a created link, some time later
+    ("cancel_in_flight", 20),  # right behind its request (same contact key): the link is still being made
+    ("cancel_foreign", 12),  # another tenant names the link: payment_link_not_found, never a void
+    ("cancel_not_created", 12),  # the link's request failed
+    ("cancel_second", 8),  # a second cancel (another event_id) of a link cancelled already
+    ("cancel_duplicate", 8),  # the same cancel again (same bytes)
+]
+
+
+def cancel_body(account_id: str, link: Sent, contact_id: str | None = None) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "PaymentLinkCancelRequested",
+        "schema_version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "correlation_id": f"cancel-{uuid.uuid4().hex[:6]}",
+        "account_id": account_id,
+        "payment_link_id": link.event_id,
+        "contact_id": contact_id or link.contact_id,
+        "reason": "wrong amount",
+    }
+
+
+def cancel_sent(label: str, body: dict[str, Any], key: bytes | None, allowed: set[str]) -> Sent:
+    """A cancel message: validated by the domain's own parser, keyed like the link's request."""
+    raw = _encode(body)
+    parsed = parse_cancel(raw)
+    return Sent(
+        label,
+        raw,
+        key,
+        True,
+        parsed.event_id,
+        None,
+        account_id=parsed.account_id,
+        contact_id=parsed.contact_id,
+        cancel_of=parsed.payment_link_id,
+        allowed=frozenset(allowed),
+    )
+
+
+def mix_cancels(world: World, rng: random.Random, messages: list[Sent], count: int) -> list[Sent]:
+    """``messages`` with ``count`` cancels placed after the requests they name (same contact key, so on
+    the same partition, after them): of created links (later, or right behind the request while it is
+    still being made), of failed links, by another tenant, second cancels and duplicates."""
+    out = list(messages)
+    requests = [s for s in messages if s.valid and s.cancel_of is None and not s.duplicate]
+    created = [
+        s for s in requests if s.expected == "created" and s.account_id in (world.a.account_id, world.b.account_id)
+    ]
+    failed = [s for s in requests if s.expected in ("contact_not_found", "price_not_found", "contact_missing_email")]
+    failed = [s for s in failed if s.account_id in (world.a.account_id, world.b.account_id)]
+    cancelled: dict[str, list[Sent]] = {}  # link → its own tenant's cancels
+    foreign_hit: set[str] = set()
+    sent_cancels: list[Sent] = []
+    labels = [label for label, _ in CANCEL_WEIGHTS]
+    weights = [weight for _, weight in CANCEL_WEIGHTS]
+
+    def place(cancel: Sent, after: Sent, soon: bool) -> None:
+        start = out.index(after) + 1
+        stop = min(len(out), start + 3) if soon else len(out)
+        out.insert(rng.randint(start, max(start, stop)), cancel)
+
+    def other(account_id: str | None) -> str:
+        return world.b.account_id if account_id == world.a.account_id else world.a.account_id
+
+    for _ in range(count):
+        label = rng.choices(labels, weights)[0]
+        fresh = [s for s in created if s.event_id not in cancelled and s.event_id not in foreign_hit]
+        if label in ("cancel", "cancel_in_flight") and fresh:
+            link = rng.choice(fresh)
+            assert link.account_id is not None
+            cancel = cancel_sent(label, cancel_body(link.account_id, link), link.key, {"voided"})
+            cancelled[str(link.event_id)] = [cancel]
+            place(cancel, link, soon=label == "cancel_in_flight")
+        elif label == "cancel_foreign" and fresh:
+            link = rng.choice(fresh)
+            thief = other(link.account_id)
+            thief_tenant = world.a if thief == world.a.account_id else world.b
+            contact = thief_tenant.contacts[rng.choice(world.ordinary["a" if thief_tenant is world.a else "b"])]["_id"]
+            body = cancel_body(thief, link, contact_id=contact)
+            key = link.key if rng.random() < 0.5 else contact.encode()
+            cancel = cancel_sent(label, body, key, {"payment_link_not_found"})
+            foreign_hit.add(str(link.event_id))
+            place(cancel, link, soon=rng.random() < 0.3)
+        elif label == "cancel_not_created" and failed:
+            link = rng.choice(failed)
+            assert link.account_id is not None
+            cancel = cancel_sent(label, cancel_body(link.account_id, link), link.key, {"not_created"})
+            place(cancel, link, soon=rng.random() < 0.3)
+        elif label == "cancel_second" and cancelled:
+            link_id = rng.choice(sorted(cancelled))
+            first = cancelled[link_id][0]
+            link = next(s for s in created if s.event_id == link_id)
+            assert link.account_id is not None
+            # Which of the two voids depends on faults and replays; exactly one does (checked per link).
+            cancel = cancel_sent(label, cancel_body(link.account_id, link), link.key, {"voided", "already_void"})
+            first.allowed = frozenset({"voided", "already_void"})
+            cancelled[link_id].append(cancel)
+            place(cancel, first, soon=False)
+        elif label == "cancel_duplicate" and sent_cancels:
+            original = rng.choice(sent_cancels)
+            copy = Sent(
+                "cancel_duplicate",
+                original.raw,
+                original.key,
+                True,
+                original.event_id,
+                None,
+                account_id=original.account_id,
+                contact_id=original.contact_id,
+                duplicate=True,
+                cancel_of=original.cancel_of,
+                allowed=original.allowed,
+            )
+            place(copy, original, soon=False)
+            continue
+        else:
+            continue
+        sent_cancels.append(cancel)
+    return out
