@@ -71,6 +71,10 @@ class MessageProducer(Protocol):
         headers: Any = None,
     ) -> Any: ...
 
+    async def stop(self) -> None:
+        """Flushes what is queued and closes the connections."""
+        ...
+
 
 class DeadLetterSink(Protocol):
     async def record(

@@ -19,7 +19,6 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure
@@ -53,6 +52,7 @@ from consumer.ports import (
     SagaQueries,
     Unreachable,
 )
+from consumer.runtime.kafka import producer_renewal
 from consumer.runtime.relay import Relay, RelayOptions
 from consumer.runtime.scan import LEASE_INTERVALS, ScanLoop
 from consumer.runtime.settings import Settings
@@ -182,30 +182,6 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
         await mongo.close()
 
 
-def make_consumer(settings: Settings) -> AIOKafkaConsumer:
-    drain_ms = int(settings.drain_timeout_s * 1000)
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.consumer_group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        # The revoke callback may wait for in-flight sagas up to the drain deadline.
-        rebalance_timeout_ms=drain_ms + 10_000,
-        max_poll_interval_ms=max(300_000, drain_ms + 10_000),
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=3_000,
-    )
-
-
-def make_producer(settings: Settings) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=2,
-    )
-
-
 def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(settings.retry_attempts, settings.retry_initial_s, settings.retry_max_s)
 
@@ -283,7 +259,8 @@ def build_relay(components: Components, producer: MessageProducer) -> Relay:
         retention=timedelta(seconds=settings.outbox_retention_s),
         purge_interval_s=settings.outbox_purge_interval_s,
     )
-    return Relay(components.outbox, lease, producer, options)
+
+    return Relay(components.outbox, lease, producer, options, producer_renewal(settings))
 
 
 def with_timeout(uri: str, timeout_s: float = CLI_TIMEOUT_S) -> str:

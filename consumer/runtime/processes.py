@@ -33,11 +33,10 @@ from consumer.runtime.bootstrap import (
     build_scan_loop,
     build_webhook_intake,
     build_worker,
-    make_consumer,
-    make_producer,
     open_components,
 )
 from consumer.runtime.health import HealthServer, ReadinessCheck
+from consumer.runtime.kafka import make_consumer, make_producer
 from consumer.runtime.relay import Relay
 from consumer.runtime.settings import Settings
 from consumer.runtime.webhooks import build_app, serve
@@ -115,7 +114,7 @@ async def run_relay(settings: Settings, metrics_port: int | None = None) -> None
                 # The overdue scan runs beside the relay, under a lease of its own.
                 await asyncio.gather(relay.run(stop), build_scan_loop(components).run(stop))
         finally:
-            await producer.stop()
+            await relay.producer.stop()  # the relay may have replaced the one it started with
         log.info("relay stopped", extra={"published": relay.stats.published})
 
 

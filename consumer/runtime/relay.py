@@ -15,11 +15,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import InvalidProducerIdMapping, KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
 
 from consumer import metrics
 from consumer.ports import Lease, MessageProducer, OutboxReader
@@ -27,6 +28,11 @@ from domain.errors import RetryableError
 from domain.stored import OutboxEntry
 
 log = logging.getLogger("paylink.relay")
+
+# A broker that lost this producer's state (restarted without it, or the producer id expired) refuses
+# every send with one of these, forever: only a new producer, with a new producer id, gets past it.
+PRODUCER_STATE_LOST = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerIdMapping)
+Renew = Callable[[MessageProducer], Awaitable[MessageProducer]]
 
 CE_SOURCE = "paylink"
 
@@ -61,10 +67,20 @@ def headers_for(entry: OutboxEntry) -> list[tuple[str, bytes]]:
 
 
 class Relay:
-    def __init__(self, outbox: OutboxReader, lease: Lease, producer: MessageProducer, options: RelayOptions) -> None:
+    def __init__(
+        self,
+        outbox: OutboxReader,
+        lease: Lease,
+        producer: MessageProducer,
+        options: RelayOptions,
+        renew: Renew | None = None,
+    ) -> None:
+        """``renew`` replaces a producer the broker no longer accepts: it gets the old one and returns a
+        started new one (stopping the old); without it the relay keeps retrying with the same producer."""
         self._outbox = outbox
         self._lease = lease
-        self._producer = producer
+        self.producer = producer
+        self._renew = renew
         self._options = options
         self._renewed_at = -float("inf")
         self._last_purge = time.monotonic()
@@ -83,6 +99,9 @@ class Relay:
                 except RetryableError as error:
                     log.warning("relay store unavailable; retrying", extra={"error": error.message})
                     await _wait(stop, 0.5)
+                except PRODUCER_STATE_LOST as error:
+                    await self._renew_producer(error)
+                    await _wait(stop, 1.0)
                 except KafkaError as error:
                     # The broker is down or electing leaders (sends and metadata waits time out): the batch
                     # was not marked published, so it goes out again once Kafka answers (at least once).
@@ -93,6 +112,18 @@ class Relay:
                 with contextlib.suppress(RetryableError):  # else the lease lapses on its own
                     await self._lease.release()
                 metrics.LEASE_ACTIVE.set(0)
+
+    async def _renew_producer(self, error: Exception) -> None:
+        log.warning(
+            "the broker lost this producer's state; the batch goes out again with a new producer",
+            extra={"error": repr(error), "renewing": self._renew is not None},
+        )
+        if self._renew is None:
+            return
+        try:
+            self.producer = await self._renew(self.producer)
+        except KafkaError as failure:  # the broker is still away: the next failed batch tries again
+            log.warning("could not start a new producer yet", extra={"error": repr(failure)})
 
     async def _hold_lease(self) -> bool:
         # Renew at a third of the lease so one slow round trip never lets it lapse while active.
@@ -116,7 +147,7 @@ class Relay:
         try:
             for entry in entries:
                 acknowledgements.append(
-                    await self._producer.send(
+                    await self.producer.send(
                         self._options.topic,
                         entry.payload,
                         key=entry.key.encode() if entry.key else None,

@@ -20,7 +20,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo.asynchronous.database import AsyncDatabase
 
-from consumer.runtime.bootstrap import build_relay, build_worker, make_consumer, make_producer, open_components
+from consumer.runtime.bootstrap import build_relay, build_worker, open_components
+from consumer.runtime.kafka import make_consumer, make_producer
 from consumer.runtime.settings import LOCAL_STRIPE_TEST_KEY, Settings
 
 STRIPE_HEADERS = {"Authorization": f"Bearer {LOCAL_STRIPE_TEST_KEY}"}

@@ -6,10 +6,15 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, LeaderNotAvailableError, UnknownTopicOrPartitionError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    LeaderNotAvailableError,
+    OutOfOrderSequenceNumber,
+    UnknownTopicOrPartitionError,
+)
 
 from consumer.app.requests import RequestHandler
 from consumer.app.retry import RetryPolicy
@@ -179,3 +184,44 @@ async def test_the_relay_rides_out_kafka_errors_and_publishes_the_batch_again() 
     stop.set()
     await task
     assert producer.delivered[-2:] == [b"p0", b"p1"]  # the whole batch again, in order
+
+
+# chaos_monkey (1 run in 4): after a Kafka restart the broker answered every send of the active relay's
+# idempotent producer with OutOfOrderSequenceNumber for 6 minutes; the relay retried with the same producer
+# and kept its lease, so nothing was published and no standby took over.
+
+
+class _ForgottenProducer:
+    """A producer whose sequence the broker lost: every send fails, forever."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    async def send(self, topic: str, value: bytes, **_: Any) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_exception(OutOfOrderSequenceNumber())
+        return future
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_the_relay_replaces_a_producer_whose_sequence_the_broker_lost() -> None:
+    entries = [OutboxEntry("e0", 0, "contact", "PaymentLinkFailed", b"p0", datetime.now(UTC))]
+    outbox, broken, fresh = _Outbox(entries), _ForgottenProducer(), _FlakyProducer()
+    fresh.sends = 10  # past its own scripted failures: it delivers
+
+    async def renew(old: Any) -> Any:
+        await old.stop()
+        return fresh
+
+    relay = Relay(outbox, _Lease(), broken, RelayOptions(topic="results", poll_interval_s=0.01), renew)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    async with asyncio.timeout(10):
+        while outbox.published != ["e0"]:
+            await asyncio.sleep(0.05)
+            assert not task.done()
+    stop.set()
+    await task
+    assert broken.stopped and relay.producer is cast(Any, fresh) and fresh.delivered == [b"p0"]
