@@ -107,6 +107,12 @@ class Relay:
                     # was not marked published, so it goes out again once Kafka answers (at least once).
                     log.warning("Kafka unavailable; the batch will be published again", extra={"error": repr(error)})
                     await _wait(stop, 1.0)
+                except Exception:
+                    # One unexpected error must not end the relay: PyMongo's async server selection once raised
+                    # "RuntimeError: cannot wait on un-acquired lock" during a MongoDB outage (reliability suite,
+                    # ferretdb_outage). Nothing was marked published, so the batch is simply tried again.
+                    log.exception("unexpected error in the relay loop; retrying")
+                    await _wait(stop, 1.0)
         finally:
             if self.stats.active:
                 with contextlib.suppress(RetryableError):  # else the lease lapses on its own

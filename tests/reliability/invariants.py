@@ -683,6 +683,8 @@ def _void_once(links: dict[str, dict[str, Any]], cancels: list[Sent], obs: Obser
             check.fail(f"{link}: invoice {invoice_id} voided {len(found)} times in Stripe", len(found) - 1)
         for stripe_event in found:
             key = str((stripe_event.get("request") or {}).get("idempotency_key"))
+            if not key.startswith("paylink-"):
+                continue  # voided outside paylink (Stripe's dashboard, as webhook_faults does): not ours to judge
             matched = VOID_KEY.match(key)
             cancel = originals.get(matched.group("cancel")) if matched else None
             if cancel is None:

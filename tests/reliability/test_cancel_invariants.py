@@ -130,7 +130,7 @@ def _voided_by_the_foreign_cancel(sent: list[Sent], obs: Observation) -> None:
 
 
 def _voided_under_no_cancel_key(sent: list[Sent], obs: Observation) -> None:
-    obs.stripe_events["acct_a"] = [_void_event("some-dashboard-key")]
+    obs.stripe_events["acct_a"] = [_void_event("paylink-0b6c6f4e-r0-void")]  # paylink voided it, no cancel did
 
 
 def _voided_event_names_the_foreign_cancel(sent: list[Sent], obs: Observation) -> None:
@@ -216,3 +216,16 @@ def test_a_voided_cancel_needs_its_void_in_stripe() -> None:
     obs.stripe_events["acct_a"] = []
     failed = {name for name, check in _checks(sent, obs).items() if not check.held}
     assert "void_once" in failed
+
+
+def test_a_void_made_outside_paylink_is_not_judged() -> None:
+    """Voided in Stripe's dashboard (no paylink idempotency key): what webhook_faults does on purpose."""
+    sent, obs = _story()
+    obs = copy.deepcopy(obs)
+    sent = [cancel for cancel in sent if cancel.event_id != OWN]  # no cancel of the link: only the dashboard
+    obs.lifecycle, obs.cancel_results = [], [r for r in obs.cancel_results if r["cancel_request_id"] != OWN]
+    obs.cancels.pop(OWN)
+    obs.stripe_events["acct_a"] = [_void_event("dashboard-key")]
+    assert _checks(sent, obs)["void_once"].held
+    obs.stripe_events["acct_a"] = [_void_event("paylink-0b6c6f4e-r0-void")]
+    assert not _checks(sent, obs)["void_once"].held, "a void by paylink needs a cancel of the link's tenant"

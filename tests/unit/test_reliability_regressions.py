@@ -225,3 +225,34 @@ async def test_the_relay_replaces_a_producer_whose_sequence_the_broker_lost() ->
     stop.set()
     await task
     assert broken.stopped and relay.producer is cast(Any, fresh) and fresh.delivered == [b"p0"]
+
+
+# ferretdb_outage: PyMongo's async server selection raised "RuntimeError: cannot wait on un-acquired lock"
+# during the outage; the exception ended the relay process.
+
+
+class _LeaseThatBreaksOnce(_Lease):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def acquire(self) -> bool:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("cannot wait on un-acquired lock")
+        return True
+
+
+async def test_the_relay_survives_an_unexpected_error_and_publishes_on() -> None:
+    entries = [OutboxEntry("e0", 0, "contact", "PaymentLinkFailed", b"p0", datetime.now(UTC))]
+    outbox, producer, lease = _Outbox(entries), _FlakyProducer(), _LeaseThatBreaksOnce()
+    producer.sends = 10  # past its scripted failures
+    relay = Relay(outbox, lease, producer, RelayOptions(topic="results", poll_interval_s=0.01))  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    async with asyncio.timeout(10):
+        while outbox.published != ["e0"]:
+            await asyncio.sleep(0.05)
+            assert not task.done(), "an unexpected error must not end the relay"
+    stop.set()
+    await task
+    assert lease.calls >= 2
