@@ -123,20 +123,24 @@ def test_unknown_types_and_garbage_stay_invalid_requests(value: bytes) -> None:
 # --- the record ----------------------------------------------------------------------------------------
 
 
-def test_the_record_refuses_transitions_out_of_order() -> None:
-    record = CancelRecord.start(parse_cancel(raw(cancel_document())), NOW)
-    rejected = PaymentLinkCancelRejected(
+def rejection(reason: CancelRejection, message: str, *, retryable: bool) -> PaymentLinkCancelRejected:
+    return PaymentLinkCancelRejected(
         event_id="r-1",
         occurred_at=NOW,
         payment_link_id=REQUEST_ID,
         cancel_request_id=CANCEL_ID,
         account_id=ACCOUNT,
         contact_id=CONTACT,
-        reason=CancelRejection.ALREADY_PAID,
-        message="paid",
-        retryable=False,
+        reason=reason,
+        message=message,
+        retryable=retryable,
         attempt=1,
     )
+
+
+def test_the_record_refuses_transitions_out_of_order() -> None:
+    record = CancelRecord.start(parse_cancel(raw(cancel_document())), NOW)
+    rejected = rejection(CancelRejection.ALREADY_PAID, "paid", retryable=False)
     done = record.done(rejected, NOW)
 
     assert (done.status, done.has_result, done.replayable) == (CancelStatus.DONE, True, False)
@@ -169,18 +173,7 @@ def test_the_record_refuses_transitions_out_of_order() -> None:
 def test_the_record_keeps_json_forms_of_the_cancel_and_its_result() -> None:
     cancel = parse_cancel(raw(cancel_document()))
     record = CancelRecord.start(cancel, NOW)
-    rejected = PaymentLinkCancelRejected(
-        event_id="r-1",
-        occurred_at=NOW,
-        payment_link_id=REQUEST_ID,
-        cancel_request_id=CANCEL_ID,
-        account_id=ACCOUNT,
-        contact_id=CONTACT,
-        reason=CancelRejection.STRIPE_UNAVAILABLE,
-        message="gave up",
-        retryable=True,
-        attempt=1,
-    )
+    rejected = rejection(CancelRejection.STRIPE_UNAVAILABLE, "gave up", retryable=True)
 
     assert (
         record.request == cancel.model_dump(mode="json")
