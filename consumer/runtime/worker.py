@@ -95,6 +95,8 @@ class Worker:
         if paused:
             self._consumer.resume(*paused)
         batch = await self._consumer.getmany(timeout_ms=self._options.fetch_timeout_ms, max_records=free)
+        if stop.is_set():
+            return  # stopping while the fetch waited: what it brought stays uncommitted, for the next owner
         for partition, records in batch.items():
             if partition in self._releasing:
                 continue

@@ -196,10 +196,10 @@ async def test_stop_drains_in_flight_work_commits_it_and_returns() -> None:
         run.stop.set()
         await settle()
         assert not run.task.done(), "stop waits for in-flight work"
+        run.consumer.feed("carol")  # arrives while the worker drains: it must not be started
         run.handler.release(0, 1)
         await asyncio.wait_for(run.task, DEADLINE_S)
         assert run.committed() == 2
-        run.consumer.feed("carol")
         assert len(run.handler.started) == 2, "nothing starts after stop"
 
 
