@@ -14,7 +14,7 @@ export PAYLINK_SHORTENER_URL ?= http://127.0.0.1:12180/shorten
 
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit check services-up services-down services-status demo bench reliability mutation clean
+.PHONY: go-tools setup test unit check services-up services-down services-status demo bench reliability mutation clean
 
 setup: .venv/.installed $(KAFKA_LIBS)/.resolved $(FERRETDB)
 
@@ -36,6 +36,17 @@ $(KAFKA_LIBS)/.resolved: deploy/local/kafka/pom.xml
 $(FERRETDB): deploy/local/ferretdb/main.go deploy/local/ferretdb/go.mod deploy/local/ferretdb/go.sum \
              deploy/local/ferretdb/build.sh deploy/local/ferretdb/paylink_atomic.go.txt deploy/local/ferretdb/paylink_in.go.txt
 	deploy/local/ferretdb/build.sh $(abspath $(FERRETDB))
+
+# Go tools the tests drive (tracing, alert rules, network faults), each pinned by a small module in
+# deploy/local/tools/NAME and built once from the Go module proxy into .local/bin.
+GO_TOOLS := $(LOCAL)/bin/jaeger $(LOCAL)/bin/promtool $(LOCAL)/bin/toxiproxy-server
+$(LOCAL)/bin/jaeger: deploy/local/tools/jaeger/go.mod deploy/local/tools/jaeger/go.sum deploy/local/tools/build.sh
+	deploy/local/tools/build.sh jaeger $(abspath $@)
+$(LOCAL)/bin/promtool: deploy/local/tools/promtool/go.mod deploy/local/tools/promtool/go.sum deploy/local/tools/build.sh
+	deploy/local/tools/build.sh promtool $(abspath $@)
+$(LOCAL)/bin/toxiproxy-server: deploy/local/tools/toxiproxy/go.mod deploy/local/tools/toxiproxy/go.sum deploy/local/tools/build.sh
+	deploy/local/tools/build.sh toxiproxy $(abspath $@)
+go-tools: $(GO_TOOLS)
 
 services-up: setup
 	$(STACK) up
