@@ -12,6 +12,7 @@ General rules for every adapter:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Protocol
 
@@ -168,6 +169,31 @@ class Outbox(Protocol):
         """``append``, unless an entry with ``event.event_id`` was published already (and is still kept):
         for an event that may be long out, so that making sure of it does not publish it again."""
         ...
+
+
+class StepSpan(Protocol):
+    def produced(self, record: SagaRecord) -> None:
+        """Notes what the step produced (Stripe ids) from the record it saved."""
+        ...
+
+
+class StepObserver(Protocol):
+    """Watches each try of a saga step (tracing: one span per try). The body of ``step`` is the try;
+    an exception leaving it is the try's failure."""
+
+    def step(self, name: str, attempt: int) -> AbstractContextManager[StepSpan]: ...
+
+
+class _Unobserved:
+    def produced(self, record: SagaRecord) -> None:
+        return None
+
+
+class Unobserved:
+    """The ``StepObserver`` that watches nothing (unit tests, tools)."""
+
+    def step(self, name: str, attempt: int) -> AbstractContextManager[StepSpan]:
+        return nullcontext(_Unobserved())
 
 
 class Clock(Protocol):

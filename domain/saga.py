@@ -39,7 +39,17 @@ from datetime import datetime
 from domain.errors import PaylinkError, PermanentError, Reason, ReplayRefusedError, excerpt, safe_message
 from domain.events import PaymentLinkCreated, PaymentLinkFailed, PaymentLinkRequested
 from domain.intake import failure_for_unparseable
-from domain.ports import Billing, Clock, CrmDirectory, IdGenerator, Outbox, SagaStore, Shortener
+from domain.ports import (
+    Billing,
+    Clock,
+    CrmDirectory,
+    IdGenerator,
+    Outbox,
+    SagaStore,
+    Shortener,
+    StepObserver,
+    Unobserved,
+)
 from domain.saga_record import IN_FLIGHT_STATUSES, SagaFailure, SagaRecord, SagaStatus
 from domain.saga_steps import SagaPorts, SagaRun, first_unfinished_step
 
@@ -69,10 +79,12 @@ class PaymentLinkSaga:
         clock: Clock,
         ids: IdGenerator,
         items_per_call: int = 1,
+        steps: StepObserver | None = None,
     ) -> None:
         """``items_per_call``: line items per ``Billing.add_invoice_items`` call (1 = one POST per item;
-        raise it only with an adapter using a bulk call, and keep it fixed while sagas are in flight)."""
-        self._ports = SagaPorts(crm, billing, shortener, store, clock, items_per_call)
+        raise it only with an adapter using a bulk call, and keep it fixed while sagas are in flight).
+        ``steps``: watches each step try (tracing); none by default."""
+        self._ports = SagaPorts(crm, billing, shortener, store, clock, items_per_call, steps or Unobserved())
         self._store = store
         self._outbox = outbox
         self._clock = clock
@@ -214,7 +226,13 @@ class PaymentLinkSaga:
         failure = SagaFailure(reason=error.reason, message=error.message, retryable=False, failed_step=run.current_step)
         log.info(
             "saga failed permanently",
-            extra={**_context(run.record), "reason": str(error.reason), "step": str(run.current_step)},
+            extra={
+                **_context(run.record),
+                "correlation_id": run.request.correlation_id,
+                "reason": str(error.reason),
+                "step": str(run.current_step),
+                "error": error.message,
+            },
         )
         if not run.to_undo():
             return await self._finish(run, SagaStatus.FAILED, failure)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from domain.billing import (
@@ -35,7 +35,7 @@ from domain.errors import PermanentError, Reason, excerpt
 from domain.events import AmountLineItem, LineItem, PaymentLinkRequested, Step
 from domain.intake import due_timestamp, resolve_due_date
 from domain.keys import customer_key
-from domain.ports import Billing, Clock, CrmDirectory, SagaStore, Shortener
+from domain.ports import Billing, Clock, CrmDirectory, SagaStore, Shortener, StepObserver, Unobserved
 from domain.saga_record import SagaRecord
 
 log = logging.getLogger("paylink.saga")
@@ -49,6 +49,7 @@ class SagaPorts:
     store: SagaStore
     clock: Clock
     items_per_call: int = 1
+    steps: StepObserver = field(default_factory=Unobserved)
 
 
 class SagaRun:
@@ -74,7 +75,9 @@ class SagaRun:
             self.current_step = step.name
             while not step.done(self.record):
                 saved = self.record.version
-                await step.do(self)
+                with self._ports.steps.step(step.name, self.record.attempt) as span:
+                    await step.do(self)
+                    span.produced(self.record)
                 assert self.record.version > saved, f"step {step.name} saved no progress"
 
     def to_undo(self) -> list[SagaStep]:
@@ -86,7 +89,8 @@ class SagaRun:
         undone = self.to_undo()
         for step in undone:
             assert step.undo is not None
-            await step.undo(self)
+            with self._ports.steps.step(f"undo {step.name}", self.record.attempt):
+                await step.undo(self)
         return bool(undone)
 
     # --- do ------------------------------------------------------------------------------------------------

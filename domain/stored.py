@@ -19,6 +19,8 @@ class OutboxEntry:
     event_type: str
     payload: bytes
     created_at: datetime
+    # W3C ``traceparent``/``tracestate`` of the span that produced the event (empty: none), for the relay.
+    trace: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """The outbox: result events waiting to be published to Kafka by the relay.
 
 ``outbox`` holds the entries still to publish: ``{_id: event_id, seq, key, event_type, payload,
-created_at, published: false, published_at: null}``. ``_id`` is the result's ``event_id``, so appending the
+created_at, trace, published: false, published_at: null}``; ``trace`` is the W3C context
+(``traceparent``/``tracestate``) current when the event was appended, i.e. of the span that produced
+it, so the relay, another process, can put it on the Kafka message (absent outside any trace).
+``_id`` is the result's ``event_id``, so appending the
 same event twice stores it once. ``seq`` gives the relay its publishing order (insertion order): each
 append claims the number above the highest one claimed so far by inserting ``{_id: seq}`` into
 ``outbox_seq``. An insert on a unique ``_id`` is atomic on MongoDB and on FerretDB alike; a ``$inc``
@@ -22,6 +25,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from opentelemetry import propagate
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -61,19 +65,21 @@ class MongoOutbox:
 
     async def append(self, event: ResultEvent) -> None:
         """Stores ``event`` once: a second append of the same ``event_id`` changes nothing."""
+        document: Document = {
+            "_id": event.event_id,
+            "key": event.contact_id,
+            "event_type": event.event_type,
+            "payload": event.model_dump_json(),
+            "published": False,
+            "published_at": None,
+        }
+        trace = _current_trace()
+        if trace:
+            document["trace"] = trace
         with store_errors("outbox append"):
             try:
                 await self._entries.insert_one(
-                    {
-                        "_id": event.event_id,
-                        "seq": await self._next_seq(),
-                        "key": event.contact_id,
-                        "event_type": event.event_type,
-                        "payload": event.model_dump_json(),
-                        "created_at": datetime.now(UTC),
-                        "published": False,
-                        "published_at": None,
-                    }
+                    {**document, "seq": await self._next_seq(), "created_at": datetime.now(UTC)}
                 )
             except DuplicateKeyError:
                 return  # appended before (a redelivery, or a concurrent append of the same event)
@@ -127,6 +133,7 @@ class MongoOutbox:
                     event_type=doc["event_type"],
                     payload=doc["payload"].encode(),
                     created_at=_aware(doc["created_at"]),
+                    trace=tuple((key, str(value)) for key, value in (doc.get("trace") or {}).items()),
                 )
                 async for doc in cursor
             ]
@@ -174,7 +181,15 @@ def _published_document(entry: OutboxEntry, published_at: datetime) -> Document:
         "created_at": entry.created_at,
         "published": True,
         "published_at": published_at,
+        "trace": dict(entry.trace),
     }
+
+
+def _current_trace() -> dict[str, str]:
+    """The current span's W3C context (the span producing the event); empty outside a trace."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return {key: carrier[key] for key in ("traceparent", "tracestate") if key in carrier}
 
 
 def _aware(moment: datetime) -> datetime:

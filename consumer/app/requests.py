@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from consumer import metrics
+from consumer import metrics, tracing
 from consumer.app.cancels import cancel_identity, report_cancel, run_cancel_with_retries
 from consumer.app.retry import RetryPolicy
 from consumer.ports import ConsumedMessage, DeadLetterSink
@@ -47,6 +47,7 @@ class RequestJob:
     request: PaymentLinkRequested | PaymentLinkCancelRequested | None
     error: PermanentError | None
     serial_key: Hashable | None
+    headers: Sequence[tuple[str, bytes]] = ()
 
 
 class RequestHandler:
@@ -73,12 +74,17 @@ class RequestHandler:
         except PermanentError as problem:
             error = problem
         key: Hashable | None = (request.account_id, request.contact_id) if request else record.key
-        return RequestJob(record.topic, record.partition, record.offset, raw, request, error, key)
+        # aiokafka's records have ``headers``; ``ConsumedMessage`` leaves them optional (simple test doubles).
+        headers: Sequence[tuple[str, bytes]] = getattr(record, "headers", None) or ()
+        return RequestJob(record.topic, record.partition, record.offset, raw, request, error, key, headers)
 
     async def handle(self, job: RequestJob) -> None:
         metrics.IN_FLIGHT.inc()
         try:
-            await self._until_durable(job)
+            # The message's span (child of its traceparent) and log context: every line and result inside
+            # carries its ids and trace (consumer.tracing).
+            with tracing.work_span(_span_name(job), job.headers, _identity(job), attributes=_kafka_attributes(job)):
+                await self._until_durable(job)
         finally:
             metrics.IN_FLIGHT.dec()
 
@@ -181,16 +187,39 @@ async def run_with_retries(saga: PaymentLinkSaga, policy: RetryPolicy, request: 
 
 def _identity(job: RequestJob) -> dict[str, Any]:
     if isinstance(job.request, PaymentLinkCancelRequested):
-        return cancel_identity(job.request)
+        return {**cancel_identity(job.request), "event_id": job.request.event_id}
     if job.request is not None:
         return request_identity(job.request)
-    return {"topic": job.topic, "partition": job.partition, "offset": job.offset}
+    recovered = recover_identity(job.raw)
+    found = (
+        {"event_id": recovered.event_id, "correlation_id": recovered.correlation_id, "account_id": recovered.account_id}
+        if recovered
+        else {}
+    )
+    return {"topic": job.topic, "partition": job.partition, "offset": job.offset, **found}
+
+
+def _span_name(job: RequestJob) -> str:
+    if isinstance(job.request, PaymentLinkCancelRequested):
+        return "cancel PaymentLinkCancelRequested"
+    return "saga PaymentLinkRequested" if job.request is not None else "reject invalid message"
+
+
+def _kafka_attributes(job: RequestJob) -> dict[str, Any]:
+    return {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": job.topic,
+        "messaging.destination.partition.id": str(job.partition),
+        "messaging.kafka.offset": job.offset,
+    }
 
 
 def request_identity(request: PaymentLinkRequested) -> dict[str, Any]:
-    """The ids every log record about ``request`` carries."""
+    """The ids every log record about ``request`` carries (the request's ``event_id`` is the link's id)."""
     return {
         "payment_link_id": request.event_id,
+        "event_id": request.event_id,
         "correlation_id": request.correlation_id,
         "account_id": request.account_id,
     }
@@ -212,10 +241,12 @@ def _report(request: PaymentLinkRequested, outcome: SagaOutcome) -> None:
         log.info("payment link created", extra={**request_identity(request), "invoice_id": result.invoice_id})
     else:
         metrics.SAGAS.labels("failed", result.reason).inc()
+        tracing.mark_failed(str(result.reason), result.message)
         log.info(
             "payment link failed",
             extra={
                 **request_identity(request),
+                "error": result.message,
                 "reason": result.reason,
                 "retryable": result.retryable,
                 "failed_step": result.failed_step,

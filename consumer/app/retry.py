@@ -23,7 +23,7 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
-from consumer import metrics
+from consumer import metrics, tracing
 from domain.errors import RetryableError
 
 log = logging.getLogger("paylink.retry")
@@ -72,6 +72,7 @@ def _log_retry(context: Mapping[str, object], state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     reason = error.reason.value if isinstance(error, RetryableError) else "unknown"
     metrics.RETRIES.labels(reason).inc()
+    tracing.event("retry", {"attempt": state.attempt_number, "reason": reason, "retry_in_s": state.upcoming_sleep})
     log.info(
         "transient failure; retrying",
         extra={

@@ -19,7 +19,9 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
-from consumer import metrics
+from opentelemetry.trace import SpanKind
+
+from consumer import metrics, tracing
 from consumer.app.retry import RetryPolicy
 from consumer.ports import WebhookReader
 from domain.errors import RetryableError
@@ -78,9 +80,17 @@ class WebhookIntake:
     async def _observe(self, notification: Notification) -> Observed:
         observation = notification.observation
         assert observation is not None
-        return await self._policy.run(
-            lambda: self._lifecycle.observe(observation), {"stripe_event_id": notification.id}
-        )
+        fields = {
+            "stripe_event_id": notification.id,
+            "stripe_event_type": notification.type,
+            "payment_link_id": observation.snapshot.payment_link_id,
+        }
+        # A delivery starts a trace of its own (Stripe sends no traceparent); lifecycle events it appends
+        # carry it to Kafka.
+        with tracing.work_span(f"webhook {notification.type}", None, fields, kind=SpanKind.SERVER):
+            return await self._policy.run(
+                lambda: self._lifecycle.observe(observation), {"stripe_event_id": notification.id}
+            )
 
 
 def _link_context(observed: Observed) -> dict[str, str]:

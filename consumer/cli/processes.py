@@ -9,16 +9,19 @@ import sys
 from consumer.cli.output import EXIT_OK, EXIT_USAGE
 from consumer.runtime.processes import configure_logging, run_relay, run_webhooks, run_worker
 from consumer.runtime.settings import Settings
+from consumer.runtime.tracing import configure as configure_tracing
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings)
+    configure_tracing("paylink-worker")
     asyncio.run(run_worker(settings, args.metrics_port))
     return EXIT_OK
 
 
 def relay(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings)
+    configure_tracing("paylink-relay")
     asyncio.run(run_relay(settings, args.metrics_port))
     return EXIT_OK
 
@@ -30,5 +33,6 @@ def webhooks(args: argparse.Namespace, settings: Settings) -> int:
         print("paylink webhooks: set PAYLINK_STRIPE_WEBHOOK_SECRETS (the endpoint's whsec_... secret)", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings)
+    configure_tracing("paylink-webhooks")
     asyncio.run(run_webhooks(settings))
     return EXIT_OK

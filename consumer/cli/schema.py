@@ -15,7 +15,7 @@ import json
 from pydantic import SecretStr
 
 from consumer.cli.asyncapi import all_json_schemas, asyncapi_yaml, default_asyncapi_yaml
-from consumer.runtime.settings import Settings
+from consumer.runtime.settings import Settings, TracingSettings
 
 
 def settings_table() -> str:
@@ -32,6 +32,10 @@ def settings_table() -> str:
         )
         meaning = (field.description or "").replace("|", "\\|")
         rows.append(f"| `PAYLINK_{name.upper()}` | {shown} | {meaning} |")
+    for name, field in TracingSettings.model_fields.items():  # the OpenTelemetry variables paylink reads
+        shown = "unset" if field.default is None else f"`{str(field.default).lower()}`"
+        meaning = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `OTEL_{name.upper()}` | {shown} | {meaning} |")
     return "\n".join(rows) + "\n"
 
 

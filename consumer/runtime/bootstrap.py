@@ -57,6 +57,7 @@ from consumer.runtime.relay import Relay, RelayOptions
 from consumer.runtime.scan import LEASE_INTERVALS, ScanLoop
 from consumer.runtime.settings import Settings
 from consumer.runtime.worker import Worker, WorkerOptions
+from consumer.tracing import StepSpans
 from domain.cancel import CancelPorts, LinkCanceller
 from domain.lifecycle_service import LinkLifecycle
 from domain.ports import Billing, CancelStore, Clock, LifecycleStore
@@ -144,6 +145,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             clock=CLOCK,
             ids=RandomIds(),
             items_per_call=settings.stripe_items_per_call,
+            steps=StepSpans(),
         )
         lifecycles = MongoLifecycleStore(database)
         lifecycle = LinkLifecycle(sagas=sagas, store=lifecycles, outbox=outbox, clock=CLOCK)

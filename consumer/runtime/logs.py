@@ -4,6 +4,11 @@ Every record's ``extra`` fields (``payment_link_id``, ``correlation_id``, ``acco
 of the JSON line. A filter masks anything shaped like a Stripe secret or restricted key, a bearer
 token, or one of the configured secret values, in the message and in every extra field, so a careless
 log call cannot leak them.
+
+A second filter, ``WorkContext``, adds the ids of the work in progress (``consumer.tracing.LOG_CONTEXT``,
+set per message by the worker and per item by replay/reconcile: ``payment_link_id``, ``correlation_id``,
+``event_id``, ``account_id``) and the current ``trace_id``, without overriding a field the call gave, so
+every line about a request carries them even when written by code that does not know the request.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from consumer import tracing
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _PATTERNS = [
@@ -46,6 +53,19 @@ class Redactor(logging.Filter):
         return True
 
 
+class WorkContext(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = vars(record)
+        for key, value in tracing.LOG_CONTEXT.get().items():
+            if value is not None and key not in fields:
+                fields[key] = value
+        if "trace_id" not in fields:
+            current = tracing.trace_id()
+            if current is not None:
+                fields["trace_id"] = current
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -74,6 +94,7 @@ def configure(level: str = "INFO", fmt: str = "auto", secrets: list[str] | None 
     handler = logging.StreamHandler(sys.stderr)
     use_text = fmt == "text" or (fmt == "auto" and sys.stderr.isatty())
     handler.setFormatter(TextFormatter() if use_text else JsonFormatter())
+    handler.addFilter(WorkContext())
     handler.addFilter(Redactor(secrets or []))
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiokafka.errors import InvalidProducerIdMapping, KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
 
-from consumer import metrics
+from consumer import metrics, tracing
 from consumer.ports import Lease, MessageProducer, OutboxReader
 from domain.errors import RetryableError
 from domain.stored import OutboxEntry
@@ -63,6 +63,8 @@ def headers_for(entry: OutboxEntry) -> list[tuple[str, bytes]]:
         ("ce_specversion", b"1.0"),
         ("ce_time", entry.created_at.isoformat().encode()),
         ("content-type", b"application/json"),
+        # The span that produced the event (ADR 0019): consumers of results continue the request's trace.
+        *((key, value.encode()) for key, value in entry.trace),
     ]
 
 
@@ -150,8 +152,10 @@ class Relay:
         if not entries:
             return 0
         acknowledgements: list[Any] = []
+        spans = tracing.ProduceSpans(self._options.topic)
         try:
             for entry in entries:
+                spans.start(entry)
                 acknowledgements.append(
                     await self.producer.send(
                         self._options.topic,
@@ -164,9 +168,11 @@ class Relay:
             # Every send of the batch settles (delivered or failed) before anything else happens, so a
             # failed batch is never re-sent while parts of it are still in flight (order, stray errors).
             outcomes = await asyncio.gather(*acknowledgements, return_exceptions=True)
+            spans.end(outcomes)
         failed = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
         if failed is not None:
             raise failed
+        _log_batch(entries, outcomes)
         acknowledged = datetime.now(UTC)
         for entry in entries:
             metrics.PUBLISH_LAG.observe(max(0.0, (acknowledged - entry.created_at).total_seconds()))
@@ -184,6 +190,28 @@ class Relay:
         self.stats.purged += purged
         if purged:
             log.info("purged published outbox entries", extra={"purged": purged})
+
+
+def _log_batch(entries: list[OutboxEntry], outcomes: list[Any]) -> None:
+    """One info line per batch (count, first/last offset per partition), one debug line per event."""
+    offsets: dict[int, list[int]] = {}
+    for entry, sent in zip(entries, outcomes, strict=True):
+        partition, offset = getattr(sent, "partition", None), getattr(sent, "offset", None)
+        if isinstance(partition, int) and isinstance(offset, int):
+            offsets.setdefault(partition, []).append(offset)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "result published",
+                extra={
+                    "event_id": entry.event_id,
+                    "event_type": entry.event_type,
+                    "partition": partition,
+                    "offset": offset,
+                    "trace_id": tracing.stored_trace_id(entry.trace),
+                },
+            )
+    spans = {str(p): [min(found), max(found)] for p, found in sorted(offsets.items())}
+    log.info("published a batch of results", extra={"count": len(entries), "offsets": spans})
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

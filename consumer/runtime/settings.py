@@ -111,3 +111,45 @@ class Settings(BaseSettings):
     def crm_database_name(self) -> str | None:
         """The CRM database, or None for 'the database of ``mongodb_uri``'."""
         return self.crm_database
+
+
+class TracingSettings(BaseSettings):
+    """The standard OpenTelemetry variables paylink itself reads (``consumer.runtime.tracing``).
+
+    The OTLP exporter reads its transport details on its own (``OTEL_EXPORTER_OTLP_HEADERS``,
+    ``..._TIMEOUT``, ``..._COMPRESSION``, ``..._CERTIFICATE``), and the SDK ``OTEL_RESOURCE_ATTRIBUTES`` and
+    the batch processor's ``OTEL_BSP_*``: their names and meanings are the OpenTelemetry specification's,
+    and re-declaring them here would only copy the SDK's parsing (docs/operations.md, "Tracing").
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OTEL_", env_file=".env", extra="ignore")
+
+    sdk_disabled: bool = Field(False, description="`true`: no tracing at all, even with an endpoint set")
+    exporter_otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP base URL (e.g. `http://localhost:4318`); traces go to `<it>/v1/traces`. "
+        "Unset (and no traces endpoint): no SDK, nothing recorded or exported",
+    )
+    exporter_otlp_traces_endpoint: str | None = Field(
+        None, description="full OTLP/HTTP traces URL; wins over `OTEL_EXPORTER_OTLP_ENDPOINT`"
+    )
+    service_name: str | None = Field(
+        None, description="service name on the spans (default `paylink-<command>`: worker, relay, webhooks, ...)"
+    )
+    traces_sampler: str = Field(
+        "parentbased_always_on",
+        description="`always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, "
+        "`parentbased_always_off`, `parentbased_traceidratio`",
+    )
+    traces_sampler_arg: float = Field(1.0, ge=0, le=1, description="sampling ratio of the `*traceidratio` samplers")
+
+    @property
+    def traces_endpoint(self) -> str | None:
+        """Where spans go, or None for 'tracing off'."""
+        if self.sdk_disabled:
+            return None
+        if self.exporter_otlp_traces_endpoint:
+            return self.exporter_otlp_traces_endpoint
+        if self.exporter_otlp_endpoint:
+            return self.exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+        return None

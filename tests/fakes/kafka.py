@@ -28,6 +28,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -54,9 +55,11 @@ class FakeConsumer:
     def tp(self, number: int = 0) -> TopicPartition:
         return TopicPartition(self.topic, number)
 
-    def feed(self, key: str | None, value: bytes = b"{}", partition: int = 0) -> Record:
+    def feed(
+        self, key: str | None, value: bytes = b"{}", partition: int = 0, headers: tuple[tuple[str, bytes], ...] = ()
+    ) -> Record:
         tp = self.tp(partition)
-        record = Record(self.topic, partition, len(self.log[tp]), key.encode() if key else None, value)
+        record = Record(self.topic, partition, len(self.log[tp]), key.encode() if key else None, value, headers)
         self.log[tp].append(record)
         self._fed.set()
         return record

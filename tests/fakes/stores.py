@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any
 
+from opentelemetry import propagate
+
 from domain.errors import ConcurrentUpdateError
 from domain.lifecycle import LifecycleRecord
 from domain.ports import OutputEvent
@@ -147,6 +149,7 @@ class FakeLifecycleStore:
 class FakeOutbox:
     def __init__(self) -> None:
         self.events: dict[str, OutputEvent] = {}
+        self.traces: dict[str, dict[str, str]] = {}  # event_id -> W3C context current at the append
         self.appends = 0
         self.faults = FaultPlan()
 
@@ -154,6 +157,9 @@ class FakeOutbox:
         self.faults.check("append")
         self.appends += 1
         self.events.setdefault(event.event_id, event)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)  # what MongoOutbox stores with the entry
+        self.traces.setdefault(event.event_id, carrier)
         self.faults.check("append", after_effect=True)
 
     async def append_unless_published(self, event: OutputEvent) -> None:

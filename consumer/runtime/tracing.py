@@ -1,0 +1,91 @@
+"""Tracing set-up, once per process, from the standard ``OTEL_*`` variables (``TracingSettings``).
+
+- No endpoint (``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``..._TRACES_ENDPOINT`` unset) or ``OTEL_SDK_DISABLED=true``:
+  nothing is installed. The OpenTelemetry API stays a no-op (spans are not recorded, nothing is
+  exported, no instrumentation is patched in); a request's incoming ``traceparent`` still passes through
+  to its results (``consumer.tracing``).
+- An endpoint: the SDK's ``TracerProvider`` with the configured sampler, a batch processor exporting
+  OTLP/HTTP (protobuf) to ``<endpoint>/v1/traces``, and the maintained instrumentations of the clients
+  paylink uses: PyMongo (one span per command), aiohttp client (Stripe's transport, one span per HTTP
+  request) and httpx (the shortener). They patch client classes, so ``configure`` runs before the clients
+  are built (``open_components``). aiokafka's instrumentation is not used: see ``consumer.tracing``.
+
+The batch processor exports in a background thread; the provider is shut down (flushing what is
+buffered) when the process exits (``TracerProvider(shutdown_on_exit=True)``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
+
+from consumer.runtime.settings import TracingSettings
+
+log = logging.getLogger("paylink.tracing")
+_installed: TracerProvider | None = None
+
+
+def sampler(settings: TracingSettings) -> Sampler:
+    """The sampler ``OTEL_TRACES_SAMPLER`` (+ ``_ARG``) names; an unknown name is a settings error."""
+    ratio = TraceIdRatioBased(settings.traces_sampler_arg)
+    known: dict[str, Sampler] = {
+        "always_on": ALWAYS_ON,
+        "always_off": ALWAYS_OFF,
+        "traceidratio": ratio,
+        "parentbased_always_on": ParentBased(ALWAYS_ON),
+        "parentbased_always_off": ParentBased(ALWAYS_OFF),
+        "parentbased_traceidratio": ParentBased(ratio),
+    }
+    name = settings.traces_sampler.strip().lower()
+    if name not in known:
+        raise ValueError(f"OTEL_TRACES_SAMPLER: unknown sampler {name!r} (one of {', '.join(known)})")
+    return known[name]
+
+
+def configure(service: str, settings: TracingSettings | None = None, exporter: SpanExporter | None = None) -> bool:
+    """Installs the SDK when an endpoint is set (or ``exporter`` given, in tests); True when tracing is on.
+
+    ``service``: the default service name, ``paylink-<command>`` (``OTEL_SERVICE_NAME`` wins).
+    Only the first call of a process installs anything (the API's global provider can be set once).
+    """
+    global _installed
+    settings = settings or TracingSettings()
+    endpoint = settings.traces_endpoint
+    if _installed is not None:
+        return True
+    if exporter is None and endpoint is None:
+        return False
+    resource = Resource.create({SERVICE_NAME: settings.service_name or service})
+    provider = TracerProvider(resource=resource, sampler=sampler(settings))
+    provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=endpoint)))
+    trace.set_tracer_provider(provider)
+    PymongoInstrumentor().instrument(tracer_provider=provider)
+    AioHttpClientInstrumentor().instrument(tracer_provider=provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    _installed = provider
+    log.info(
+        "tracing on",
+        extra={"service": settings.service_name or service, "endpoint": endpoint, "sampler": settings.traces_sampler},
+    )
+    return True
+
+
+def flush(timeout_ms: int = 5000) -> None:
+    """Exports what is buffered now (a command about to exit, tests)."""
+    if _installed is not None:
+        _installed.force_flush(timeout_ms)
