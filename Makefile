@@ -48,8 +48,10 @@ $(LOCAL)/bin/toxiproxy-server: deploy/local/tools/toxiproxy/go.mod deploy/local/
 	deploy/local/tools/build.sh toxiproxy $(abspath $@)
 go-tools: $(GO_TOOLS)
 
-services-up: setup
-	$(STACK) up
+# TRACING=1 adds Jaeger v2 (OTLP/HTTP :4318, UI and query API :16686); point the processes at it with
+# OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 (docs/operations.md, "Tracing").
+services-up: setup $(if $(TRACING),$(LOCAL)/bin/jaeger)
+	$(STACK) up $(if $(TRACING),--with-jaeger)
 
 services-down:
 	@if [ -x $(PY) ]; then $(STACK) down; else echo "no .venv: nothing was started"; fi
@@ -57,7 +59,8 @@ services-down:
 services-status:
 	$(STACK) status
 
-test: services-up
+# The Go tools are test dependencies: the tracing test starts its own Jaeger from .local/bin/jaeger.
+test: services-up $(GO_TOOLS)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 unit: .venv/.installed

@@ -6,7 +6,8 @@ Every part is idempotent: `up` starts only what does not already answer, `down` 
 processes this script started (by the pid files under `.local/run/`, never by name), `status`
 prints each service and whether it answers. State and logs live under the git-ignored `.local/`.
 Addresses default to those in docs/contract.md and can be moved with `--kafka-port`, `--mongo-port`,
-`--stripe-port`, `--shortener-port`.
+`--stripe-port`, `--shortener-port`. `--with-jaeger` adds Jaeger v2 (`.local/bin/jaeger`, config in
+deploy/local/jaeger/config.yaml: OTLP/HTTP on `--jaeger-otlp-port`, query API and UI on `--jaeger-port`).
 
 The prerequisites (Kafka's jars, the FerretDB binary, the venv) are built by the Makefile.
 """
@@ -165,6 +166,20 @@ def ferretdb_command(port: int) -> list[str]:
     return [str(LOCAL / "bin" / "ferretdb"), "--listen", f"127.0.0.1:{port}", "--state-dir", str(FERRETDB_DATA)]
 
 
+JAEGER_CONFIG = ROOT / "deploy" / "local" / "jaeger" / "config.yaml"
+
+
+def jaeger_command(otlp_port: int, query_port: int) -> list[str]:
+    """Jaeger v2 on its config, ports set through the variables it reads (query gRPC: query port - 1)."""
+    ports = {"OTLP": otlp_port, "QUERY": query_port, "QUERY_GRPC": query_port - 1}
+    env = [f"PAYLINK_JAEGER_{name}_PORT={port}" for name, port in ports.items()]
+    return ["env", *env, str(LOCAL / "bin" / "jaeger"), "--config", f"file:{JAEGER_CONFIG}"]
+
+
+def jaeger_answers(port: int) -> bool:
+    return http_ok(f"http://127.0.0.1:{port}/api/services")
+
+
 def emulator_command(module: str, port: int) -> list[str]:
     """The emulators are the package ``deploy.local.emulators``, run as modules: the services start with
     the repository root as their working directory, which ``python -m`` puts on ``sys.path``."""
@@ -197,6 +212,18 @@ def services(args: argparse.Namespace) -> list[Service]:
             args.shortener_port,
             lambda: emulator_command("shortener_emulator", args.shortener_port),
             emulator_answers,
+        ),
+        *(
+            [
+                Service(
+                    "jaeger",
+                    args.jaeger_port,
+                    lambda: jaeger_command(args.jaeger_otlp_port, args.jaeger_port),
+                    jaeger_answers,
+                )
+            ]
+            if args.with_jaeger or args.action == "down"  # down stops a Jaeger started earlier
+            else []
         ),
     ]
 
@@ -280,6 +307,11 @@ def main() -> None:
     parser.add_argument("--mongo-port", type=int, default=27017)
     parser.add_argument("--stripe-port", type=int, default=12111)
     parser.add_argument("--shortener-port", type=int, default=12180)
+    parser.add_argument(
+        "--with-jaeger", action="store_true", help="also Jaeger v2 (tracing; `make services-up TRACING=1`)"
+    )
+    parser.add_argument("--jaeger-port", type=int, default=16686, help="Jaeger query API and UI")
+    parser.add_argument("--jaeger-otlp-port", type=int, default=4318, help="Jaeger's OTLP/HTTP receiver")
     parser.add_argument("--state-dir", type=Path, default=LOCAL, help="where data, logs and pid files live")
     args = parser.parse_args()
     use_state_dir(args.state_dir.resolve())

@@ -1,0 +1,206 @@
+"""One request's whole trace, as Jaeger returns it: a request with a ``traceparent`` goes through
+``paylink worker`` and ``paylink relay`` processes exporting OTLP to a Jaeger v2 of the test's own
+(``.local/bin/jaeger``, built by ``make test``; on free ports), and the trace read back through
+Jaeger's query API holds the saga span (child of the request's span), its step spans, the Stripe HTTP
+calls under the steps, MongoDB commands, and the relay's produce span; the result's Kafka
+``traceparent`` is in the same trace.
+
+The span names and durations are printed (``pytest -s``) and written to ``trace.json`` in the test's
+temporary directory: the sample in docs/adr/0019-tracing.md comes from there.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from consumer.runtime.settings import Settings
+from deploy.local.stack import LOCAL, jaeger_command
+from tests.conftest import StackFactory
+from tests.e2e.processes import PaylinkProcess, logs_of, wait_until
+from tests.integration.cli_helpers import free_port
+from tests.integration.harness import ResultCollector, request, seed_tenant
+
+JAEGER = LOCAL / "bin" / "jaeger"
+TRACE_ID = uuid.uuid4().hex
+PARENT_ID = uuid.uuid4().hex[:16]
+
+
+@dataclass(frozen=True)
+class Jaeger:
+    otlp: str
+    query: str
+
+
+@pytest.fixture
+def jaeger(tmp_path: Path) -> Iterator[Jaeger]:
+    if not JAEGER.exists():
+        pytest.skip(f"{JAEGER} is missing: `make go-tools` builds it (`make test` does)")
+    otlp_port, query_port = free_port(), free_port()
+    while query_port - 1 == otlp_port:  # the query gRPC port is query_port - 1
+        query_port = free_port()
+    with (tmp_path / "jaeger.log").open("wb") as log:
+        process = subprocess.Popen(jaeger_command(otlp_port, query_port), stdout=log, stderr=subprocess.STDOUT)
+    query = f"http://127.0.0.1:{query_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while not _answers(f"{query}/api/services"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"Jaeger did not start: {(tmp_path / 'jaeger.log').read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        yield Jaeger(f"http://127.0.0.1:{otlp_port}", query)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def produce_with_traceparent(settings: Settings, body: dict[str, Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        headers = [("traceparent", f"00-{TRACE_ID}-{PARENT_ID}-01".encode())]
+        await producer.send_and_wait(
+            settings.requests_topic, json.dumps(body).encode(), key=body["contact_id"].encode(), headers=headers
+        )
+    finally:
+        await producer.stop()
+
+
+@dataclass(frozen=True)
+class Span:
+    id: str
+    parent: str | None
+    name: str
+    service: str
+    start_us: int
+    duration_us: int
+    tags: dict[str, Any]
+
+
+def spans_of(trace: dict[str, Any]) -> list[Span]:
+    services = {key: process["serviceName"] for key, process in trace["processes"].items()}
+    found = []
+    for span in trace["spans"]:
+        parents = [ref["spanID"] for ref in span.get("references", []) if ref["refType"] == "CHILD_OF"]
+        tags = {tag["key"]: tag["value"] for tag in span.get("tags", [])}
+        found.append(
+            Span(
+                span["spanID"],
+                parents[0] if parents else None,
+                span["operationName"],
+                services[span["processID"]],
+                span["startTime"],
+                span["duration"],
+                tags,
+            )
+        )
+    return sorted(found, key=lambda s: s.start_us)
+
+
+async def fetch_trace(query: str) -> list[Span]:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{query}/api/traces/{TRACE_ID}", timeout=5)
+    if response.status_code != 200:
+        return []
+    data = response.json().get("data") or []
+    return spans_of(data[0]) if data else []
+
+
+async def test_a_request_trace_reaches_jaeger_whole(
+    jaeger: Jaeger,
+    pipeline_stack: StackFactory,
+    mongo_client: Any,
+    stripe_api_base: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = await pipeline_stack()
+    db = mongo_client[settings.mongodb_uri.rsplit("/", 1)[1]]
+    tenant = await seed_tenant(db, stripe_api_base, {"ada": {"name": "Ada", "email": "ada@example.com"}})
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", jaeger.otlp)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # export within 0.1 s instead of 5 s
+    body = request(tenant, "ada")
+    worker = PaylinkProcess("worker", settings, tmp_path).start()
+    relay = PaylinkProcess("relay", settings, tmp_path).start()
+    try:
+        async with ResultCollector(settings) as results:
+            await produce_with_traceparent(settings, body)
+            await results.wait_for({body["event_id"]}, timeout_s=60)
+            (record,) = [r for r in results.records if json.loads(r.value)["payment_link_id"] == body["event_id"]]
+        headers = dict(record.headers)
+        assert headers["traceparent"].decode().split("-")[1] == TRACE_ID, "the result continues the request's trace"
+
+        spans: list[Span] = []
+
+        async def whole() -> bool:
+            nonlocal spans
+            spans = await fetch_trace(jaeger.query)
+            return any(s.name == f"send {settings.results_topic}" for s in spans) and any(
+                s.name == "saga step shorten" for s in spans
+            )
+
+        await wait_until(whole, 30, f"the whole trace in Jaeger; logs:\n{logs_of(tmp_path)[-3000:]}")
+    finally:
+        worker.terminate()
+        relay.terminate()
+    record_sample(spans, tmp_path)
+    assert_whole(spans, settings)
+
+
+def assert_whole(spans: list[Span], settings: Settings) -> None:
+    by_id = {s.id: s for s in spans}
+    (saga,) = [s for s in spans if s.name == "saga PaymentLinkRequested"]
+    assert saga.parent == PARENT_ID and saga.service == "paylink-worker"
+    assert saga.tags["correlation_id"] and saga.tags["payment_link_id"]
+    steps = {
+        s.name.removeprefix("saga step "): s for s in spans if s.name.startswith("saga step ") and s.parent == saga.id
+    }
+    assert {"validate", "customer", "draft", "items", "finalise", "shorten"} <= steps.keys()
+    assert str(steps["draft"].tags["stripe.invoice_id"]).startswith("in_")
+
+    def under(span: Span, ancestor: Span) -> bool:
+        while span.parent is not None and span.parent in by_id:
+            span = by_id[span.parent]
+            if span.id == ancestor.id:
+                return True
+        return False
+
+    stripe_calls = [s for s in spans if s.service == "paylink-worker" and "http.request.method" in s.tags]
+    stripe_calls += [s for s in spans if s.service == "paylink-worker" and "http.method" in s.tags]
+    assert any(under(call, steps["draft"]) for call in stripe_calls), "Stripe HTTP spans under the draft step"
+    assert any(under(call, steps["finalise"]) for call in stripe_calls)
+    mongo = [s for s in spans if s.tags.get("db.system") == "mongodb" or s.tags.get("db.system.name") == "mongodb"]
+    assert any(under(command, saga) for command in mongo), "MongoDB command spans under the saga"
+    (send,) = [s for s in spans if s.name == f"send {settings.results_topic}"]
+    assert send.service == "paylink-relay" and send.parent == saga.id
+
+
+def record_sample(spans: list[Span], tmp_path: Path) -> None:
+    depth: dict[str, int] = {}
+    by_id = {s.id: s for s in spans}
+
+    def level(span: Span) -> int:
+        if span.id not in depth:
+            depth[span.id] = 0 if span.parent not in by_id else level(by_id[span.parent]) + 1
+        return depth[span.id]
+
+    rows = [f"{'  ' * level(s)}{s.name} [{s.service}] {s.duration_us / 1000:.1f} ms" for s in spans]
+    (tmp_path / "trace.json").write_text(json.dumps([s.__dict__ for s in spans], default=str, indent=1))
+    print("\n".join(["", f"trace {TRACE_ID}: {len(spans)} spans", *rows]))
