@@ -22,7 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from consumer import metrics
+from opentelemetry.trace import SpanKind
+
+from consumer import metrics, tracing
 from consumer.app.retry import RetryPolicy
 from consumer.ports import SagaQueries
 from domain.errors import PaylinkError
@@ -109,6 +111,14 @@ class Reconciler:
         """Reads the link's invoice and, unless ``dry_run``, applies it; never raises for one link."""
         created = saga.result
         assert isinstance(created, PaymentLinkCreated), "links() returns created sagas only"
+        fields = {"payment_link_id": saga.payment_link_id, "correlation_id": created.correlation_id}
+        # One trace per link checked; its lines carry the link's ids, like the worker's (consumer.tracing).
+        with tracing.work_span(f"reconcile {source.value}", None, fields, kind=SpanKind.INTERNAL):
+            return await self._check(saga, created, source, tally, dry_run=dry_run)
+
+    async def _check(
+        self, saga: SagaRecord, created: PaymentLinkCreated, source: Source, tally: Tally, *, dry_run: bool
+    ) -> Finding:
         context = {"payment_link_id": saga.payment_link_id, "account_id": saga.account_id, "source": source.value}
         tally.checked += 1
         try:

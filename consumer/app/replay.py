@@ -21,10 +21,14 @@ to ``PaymentLinkVoided`` or a new rejection; a voided, permanently rejected or r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from opentelemetry.trace import SpanKind
+
+from consumer import tracing
 from consumer.app.cancels import run_cancel_with_retries
 from consumer.app.requests import run_with_retries
 from consumer.app.retry import RetryPolicy
@@ -37,6 +41,8 @@ from domain.events import PaymentLinkCreated
 from domain.ports import CancelStore, Clock
 from domain.saga import PaymentLinkSaga
 from domain.saga_record import IN_FLIGHT_STATUSES, SagaRecord, SagaStatus
+
+log = logging.getLogger("paylink.replay")
 
 # Why 15 minutes: a worker saves its saga after every step, and one step takes at most its retry budget
 # (PAYLINK_RETRY_ATTEMPTS x (Stripe timeout + backoff): 6 x (10 s + 5 s) by default) plus the drain
@@ -152,7 +158,16 @@ class Replayer:
         return ReplayTarget(event_id, record, stale_before)
 
     async def replay_one(self, target: ReplayTarget, tally: ReplayTally) -> str:
-        """Re-runs one saga (or cancel) to its new result (in the outbox); returns the line that reports it."""
+        """Re-runs one saga (or cancel) to its new result (in the outbox); returns the line that reports it.
+
+        Each replay is a trace of its own, and logs one line with its outcome and the ids (like the worker)."""
+        fields = _replay_fields(target)
+        with tracing.work_span("replay", None, fields, kind=SpanKind.INTERNAL):
+            line = await self._replay_one(target, tally)
+            log.info("replayed", extra={**fields, "outcome": line})
+            return line
+
+    async def _replay_one(self, target: ReplayTarget, tally: ReplayTally) -> str:
         if target.cancel is not None:
             return await self._replay_cancel(target, target.cancel, tally)
         record = target.record
@@ -207,3 +222,18 @@ class Replayer:
             )
         tally.voided += 1
         return f"voided  {result.invoice_id}  (link {result.payment_link_id})"
+
+
+def _replay_fields(target: ReplayTarget) -> dict[str, object]:
+    if target.cancel is not None:
+        cancel = target.cancel
+        return {"cancel_request_id": cancel.cancel_request_id, "payment_link_id": cancel.payment_link_id}
+    record = target.record
+    if record is None:
+        return {"payment_link_id": target.payment_link_id}
+    return {
+        "payment_link_id": record.payment_link_id,
+        "event_id": record.payment_link_id,
+        "correlation_id": record.request.get("correlation_id"),
+        "account_id": record.account_id,
+    }

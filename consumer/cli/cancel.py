@@ -6,17 +6,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from consumer.app.cancels import cancel_identity
 from consumer.cli.output import EXIT_OK, EXIT_USAGE
 from consumer.cli.publish import publish_request
 from consumer.runtime.bootstrap import open_stores
 from consumer.runtime.settings import Settings
 from domain.errors import PermanentError
 from domain.intake import parse_cancel
+
+log = logging.getLogger("paylink.cancel")
 
 
 def cancel_from_flags(args: argparse.Namespace, contact_id: str) -> dict[str, Any]:
@@ -62,6 +66,7 @@ def cancel(args: argparse.Namespace, settings: Settings) -> int:
         print(value)
         return EXIT_OK
     asyncio.run(publish_request(settings, value.encode(), request.contact_id))
+    log.info("cancel requested", extra={**cancel_identity(request), "event_id": request.event_id})
     print(request.event_id)
     print(f"published to {settings.requests_topic}", file=sys.stderr)
     return EXIT_OK

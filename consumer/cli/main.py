@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from consumer.cli.output import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, quiet_logging
+from consumer.cli.output import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, command_logging, quiet_logging
 from consumer.cli.parser import Command, CommandRef, build_parser
 from consumer.ports import Unreachable
 from consumer.runtime.settings import Settings
@@ -29,7 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"paylink: invalid settings: {problems}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command not in ("worker", "relay", "webhooks", "schema"):
+    if args.command in ("replay", "cancel", "reconcile"):
+        command_logging(settings)
+    elif args.command not in ("worker", "relay", "webhooks", "schema"):
         quiet_logging(settings)
     command = resolve(args.run)
     try:

@@ -21,6 +21,14 @@ def quiet_logging(settings: Settings) -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # connection errors are reported by the command
 
 
+def command_logging(settings: Settings) -> None:
+    """Commands that change state (replay, cancel, reconcile) log like the worker: ``PAYLINK_LOG_LEVEL``
+    and ``PAYLINK_LOG_FORMAT``, every line with the ids of the link it is about (issue 14)."""
+    secrets = [settings.stripe_api_key.get_secret_value(), settings.shortener_token.get_secret_value()]
+    logs.configure(settings.log_level, settings.log_format, secrets=secrets)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # connection errors are reported by the command
+
+
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO | None = None) -> None:
     out = out or sys.stdout
     cells = [[str(value) if value is not None else "-" for value in row] for row in rows]

@@ -10,6 +10,7 @@ from consumer.app.reconcile import Tally
 from consumer.cli.output import EXIT_FAILED, EXIT_OK, Progress, print_table
 from consumer.runtime.bootstrap import build_reconciler, open_components, with_timeout
 from consumer.runtime.settings import Settings
+from consumer.runtime.tracing import configure as configure_tracing
 from domain.lifecycle_events import Source
 
 HEADERS = ["PAYMENT_LINK_ID", "ACCOUNT", "INVOICE_STATUS", "EVENTS", "NOTE"]
@@ -17,6 +18,7 @@ HEADERS = ["PAYMENT_LINK_ID", "ACCOUNT", "INVOICE_STATUS", "EVENTS", "NOTE"]
 
 def reconcile(args: argparse.Namespace, settings: Settings) -> int:
     since = datetime.now(UTC) - args.since if isinstance(args.since, timedelta) else args.since
+    configure_tracing("paylink-reconcile")
     return asyncio.run(run_reconcile(settings, since, args.account, args.limit, dry_run=args.dry_run))
 
 

@@ -11,6 +11,7 @@ from consumer.app.replay import ReplaySelection, ReplayTally, ReplayTarget
 from consumer.cli.output import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Progress, print_table
 from consumer.runtime.bootstrap import build_replayer, open_components, with_timeout
 from consumer.runtime.settings import Settings
+from consumer.runtime.tracing import configure as configure_tracing
 
 DRY_RUN_HEADERS = ["PAYMENT_LINK_ID", "STATUS", "REASON", "RETRYABLE", "STEP", "ACCOUNT", "ATTEMPT", "UPDATED_AT"]
 
@@ -32,6 +33,7 @@ def replay(args: argparse.Namespace, settings: Settings) -> int:
         args.limit,
         stale_after=timedelta(seconds=args.stale_after),
     )
+    configure_tracing("paylink-replay")
     return asyncio.run(run_replay(settings, selection, dry_run=args.dry_run, concurrency=args.concurrency))
 
 

@@ -12,8 +12,6 @@ temporary directory: the sample in docs/adr/0019-tracing.md comes from there.
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,50 +23,21 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumer.runtime.settings import Settings
-from deploy.local.stack import LOCAL, jaeger_command
 from tests.conftest import StackFactory
 from tests.e2e.processes import PaylinkProcess, logs_of, wait_until
-from tests.integration.cli_helpers import free_port
 from tests.integration.harness import ResultCollector, request, seed_tenant
+from tests.jaeger import JAEGER, Jaeger, running_jaeger
 
-JAEGER = LOCAL / "bin" / "jaeger"
 TRACE_ID = uuid.uuid4().hex
 PARENT_ID = uuid.uuid4().hex[:16]
-
-
-@dataclass(frozen=True)
-class Jaeger:
-    otlp: str
-    query: str
 
 
 @pytest.fixture
 def jaeger(tmp_path: Path) -> Iterator[Jaeger]:
     if not JAEGER.exists():
         pytest.skip(f"{JAEGER} is missing: `make go-tools` builds it (`make test` does)")
-    otlp_port, query_port = free_port(), free_port()
-    while query_port - 1 == otlp_port:  # the query gRPC port is query_port - 1
-        query_port = free_port()
-    with (tmp_path / "jaeger.log").open("wb") as log:
-        process = subprocess.Popen(jaeger_command(otlp_port, query_port), stdout=log, stderr=subprocess.STDOUT)
-    query = f"http://127.0.0.1:{query_port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not _answers(f"{query}/api/services"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Jaeger did not start: {(tmp_path / 'jaeger.log').read_text(errors='replace')[-2000:]}")
-            time.sleep(0.1)
-        yield Jaeger(f"http://127.0.0.1:{otlp_port}", query)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    with running_jaeger(tmp_path / "jaeger.log") as running:
+        yield running
 
 
 async def produce_with_traceparent(settings: Settings, body: dict[str, Any]) -> None:

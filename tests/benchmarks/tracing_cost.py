@@ -1,0 +1,127 @@
+"""What tracing costs the worker: CPU per saga at 0 ms Stripe latency, three modes in one run.
+
+    async def tracing_cost(mongo: AsyncMongoClient[dict[str, Any]], ctx: dict[str, Any]) -> dict[str, Any]
+
+has the signature of the figures of ``tests/benchmarks/run.py`` (wire it into ``FIGURES`` there) and
+returns a ``figure`` dict: ``value`` is ``on ÷ off`` (target <= 1.15), ``met`` both targets, and the
+details hold ``off ÷ baseline`` (target <= 1.02) with every run. The stack is the benchmark's (``common``).
+
+- ``baseline``: ``tests.benchmarks.untraced_worker``, i.e. ``consumer.tracing.enabled = False``: none
+  of the tracing code paths run (no context extracted, no span opened, no log context);
+- ``off``: ``paylink worker`` as shipped with no ``OTEL_*`` variable: OpenTelemetry API present, no SDK,
+  no instrumentation, nothing exported;
+- ``on``: ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at a Jaeger v2 of its own (``tests.jaeger``),
+  ``OTEL_TRACES_SAMPLER=always_on``: every saga's spans recorded and exported over OTLP/HTTP.
+
+Each mode runs ``ROUNDS`` times, interleaved (baseline, off, on, on, off, baseline, ...), and the mean CPU
+per saga of each mode is compared: the machine is shared, and interleaving spreads its drift over all modes.
+
+Standalone, on any stack: ``python -m tests.benchmarks.tracing_cost --kafka-port ... --mongo-port ...
+--stripe-port ... --shortener-port ...`` (the stack must be up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from tests.benchmarks import common, throughput
+from tests.benchmarks.throughput import Throughput, run_worker
+from tests.jaeger import running_jaeger
+
+SAGAS, TENANTS, IN_FLIGHT, ROUNDS = 400, 16, 128, 2
+OTEL_ON = {"OTEL_TRACES_SAMPLER": "always_on"}
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """The worker subprocess inherits ``os.environ`` (``tests.e2e.processes.environment``): set, then restore."""
+    saved = {key: value for key, value in os.environ.items() if key.startswith("OTEL_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k.startswith("OTEL_")]:
+            del os.environ[key]
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def untraced_worker() -> Iterator[None]:
+    """``run_worker`` starts ``python -m consumer.cli worker``; the baseline starts the untraced entry point."""
+    original = common.Process.paylink
+
+    def untraced(cls: type[common.Process], command: str, settings: Any, log_path: Path) -> common.Process:
+        return cls(["-m", "tests.benchmarks.untraced_worker", command], settings, log_path)
+
+    common.Process.paylink = classmethod(untraced)  # type: ignore[assignment, method-assign]
+    try:
+        yield
+    finally:
+        common.Process.paylink = original  # type: ignore[method-assign]
+
+
+async def _run(mongo: AsyncMongoClient[dict[str, Any]], mode: str, otlp: str) -> Throughput:
+    label = f"trace-{mode}"
+    if mode == "on":
+        with environment({**OTEL_ON, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp}):
+            return await run_worker(mongo, label, sagas=SAGAS, tenants=TENANTS, max_in_flight=IN_FLIGHT)
+    with environment({}), untraced_worker() if mode == "baseline" else contextlib.nullcontext():
+        return await run_worker(mongo, label, sagas=SAGAS, tenants=TENANTS, max_in_flight=IN_FLIGHT)
+
+
+async def tracing_cost(mongo: AsyncMongoClient[dict[str, Any]], ctx: dict[str, Any]) -> dict[str, Any]:
+    runs: dict[str, list[Throughput]] = {"baseline": [], "off": [], "on": []}
+    order = ["baseline", "off", "on"]
+    with tempfile.TemporaryDirectory() as scratch, running_jaeger(Path(scratch) / "jaeger.log") as jaeger:
+        for round_number in range(ROUNDS):
+            for mode in order if round_number % 2 == 0 else list(reversed(order)):
+                runs[mode].append(await _run(mongo, mode, jaeger.otlp))
+    cpu = {mode: sum(r.cpu_s_per_saga for r in done) / len(done) for mode, done in runs.items()}
+    on_off, off_base = cpu["on"] / cpu["off"], cpu["off"] / cpu["baseline"]
+    return {
+        "value": round(on_off, 3),
+        "target": "on/off <= 1.15, off/baseline <= 1.02",
+        "met": on_off <= 1.15 and off_base <= 1.02,
+        "off_over_baseline": round(off_base, 3),
+        "cpu_ms_per_saga": {mode: round(value * 1000, 3) for mode, value in cpu.items()},
+        "runs": {mode: [r.summary() for r in done] for mode, done in runs.items()},
+    }
+
+
+def _use_stack(kafka: int, mongo: int, stripe: int, shortener: int) -> str:
+    """Points the benchmark machinery at an already running stack; returns its MongoDB URI."""
+    common.KAFKA = f"localhost:{kafka}"
+    common.MONGO = f"mongodb://127.0.0.1:{mongo}"
+    common.STRIPE = f"http://127.0.0.1:{stripe}"
+    setattr(throughput, "STRIPE", common.STRIPE)  # noqa: B010 (imported by name there)
+    common.SHORTENER = f"http://127.0.0.1:{shortener}"
+    return common.MONGO
+
+
+async def _main(uri: str) -> dict[str, Any]:
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+    try:
+        return await tracing_cost(mongo, {})
+    finally:
+        await mongo.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in common.PORTS.items():
+        parser.add_argument(f"--{name}-port", type=int, default=default)
+    args = parser.parse_args()
+    uri = _use_stack(args.kafka_port, args.mongo_port, args.stripe_port, args.shortener_port)
+    print(json.dumps(asyncio.run(_main(uri)), indent=1, default=str))
