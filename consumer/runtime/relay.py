@@ -63,7 +63,7 @@ def headers_for(entry: OutboxEntry) -> list[tuple[str, bytes]]:
         ("ce_specversion", b"1.0"),
         ("ce_time", entry.created_at.isoformat().encode()),
         ("content-type", b"application/json"),
-        # The span that produced the event (ADR 0019): consumers of results continue the request's trace.
+        # The span that produced the event (ADR 0015): consumers of results continue the request's trace.
         *((key, value.encode()) for key, value in entry.trace),
     ]
 
