@@ -10,6 +10,12 @@
   request) and httpx (the shortener). They patch client classes, so ``configure`` runs before the clients
   are built (``open_components``). aiokafka's instrumentation is not used: see ``consumer.tracing``.
 
+Two limits on what is recorded, both for operators' sake:
+- a client call outside any trace (the relay polling the outbox every 20 ms, lease renewals, gauge
+  sampling) is not sampled (``NoLooseClientSpans``): it would be a trace of one span, 50 per second;
+- Stripe URLs are recorded without their query string: customer searches carry the contact's email there.
+  PyMongo spans never hold documents (the instrumentation's ``capture_statement`` stays off).
+
 The batch processor exports in a background thread; the provider is shut down (flushing what is
 buffered) when the process exits (``TracerProvider(shutdown_on_exit=True)``).
 """
@@ -17,8 +23,11 @@ buffered) when the process exits (``TracerProvider(shutdown_on_exit=True)``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
+import yarl
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -29,15 +38,48 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
+    Decision,
     ParentBased,
     Sampler,
+    SamplingResult,
     TraceIdRatioBased,
 )
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 
 from consumer.runtime.settings import TracingSettings
 
 log = logging.getLogger("paylink.tracing")
 _installed: TracerProvider | None = None
+
+
+class NoLooseClientSpans(Sampler):
+    """``inner``, except that a client span (MongoDB, HTTP) with no parent is dropped."""
+
+    def __init__(self, inner: Sampler) -> None:
+        self._inner = inner
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if kind is SpanKind.CLIENT and not parent.is_valid:
+            return SamplingResult(Decision.DROP)
+        return self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"NoLooseClientSpans{{{self._inner.get_description()}}}"
+
+
+def without_query(url: yarl.URL) -> str:
+    return str(url.with_query(None))
 
 
 def sampler(settings: TracingSettings) -> Sampler:
@@ -71,11 +113,11 @@ def configure(service: str, settings: TracingSettings | None = None, exporter: S
     if exporter is None and endpoint is None:
         return False
     resource = Resource.create({SERVICE_NAME: settings.service_name or service})
-    provider = TracerProvider(resource=resource, sampler=sampler(settings))
+    provider = TracerProvider(resource=resource, sampler=NoLooseClientSpans(sampler(settings)))
     provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
     PymongoInstrumentor().instrument(tracer_provider=provider)
-    AioHttpClientInstrumentor().instrument(tracer_provider=provider)
+    AioHttpClientInstrumentor().instrument(tracer_provider=provider, url_filter=without_query)
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     _installed = provider
     log.info(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yarl
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -24,6 +25,9 @@ from consumer import tracing
 from consumer.app.requests import RequestHandler
 from consumer.app.retry import RetryPolicy
 from consumer.runtime.relay import Relay, RelayOptions, headers_for
+from consumer.runtime.settings import TracingSettings
+from consumer.runtime.tracing import NoLooseClientSpans, without_query
+from consumer.runtime.tracing import sampler as sampler_for
 from domain.saga import PaymentLinkSaga
 from domain.stored import OutboxEntry
 from tests.fakes.world import REQUEST_ID, World, request_document
@@ -219,3 +223,32 @@ async def test_the_relay_sends_the_stored_context_and_a_child_produce_span(spans
     assert hex_ids(send)[0] == TRACE_ID
     assert send.parent is not None and format(send.parent.span_id, "016x") == PARENT_ID
     assert send.attributes is not None and send.attributes["messaging.kafka.offset"] == 0
+
+
+def test_client_calls_outside_a_trace_are_not_sampled_but_inside_one_they_are() -> None:
+    sampler = NoLooseClientSpans(sampler_for(TracingSettings()))
+    provider = TracerProvider(sampler=sampler)
+    tracer = provider.get_tracer("test")
+    loose = tracer.start_span("outbox.find", kind=SpanKind.CLIENT)
+    assert not loose.is_recording(), "the relay's idle polling would be 50 traces a second"
+    with tracer.start_as_current_span("saga PaymentLinkRequested", kind=SpanKind.CONSUMER) as saga:
+        assert saga.is_recording()
+        assert tracer.start_span("outbox.insert", kind=SpanKind.CLIENT).is_recording()
+
+
+def test_an_unknown_sampler_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="OTEL_TRACES_SAMPLER"):
+        sampler_for(TracingSettings(traces_sampler="sometimes"))
+
+
+def test_stripe_urls_lose_their_query_string() -> None:
+    url = yarl.URL('http://stripe/v1/customers/search?query=email:"ada@example.com"')
+    assert without_query(url) == "http://stripe/v1/customers/search"
+
+
+def test_no_endpoint_means_no_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SDK_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    assert TracingSettings().traces_endpoint is None
+    assert TracingSettings(exporter_otlp_endpoint="http://j:4318/").traces_endpoint == "http://j:4318/v1/traces"
+    assert TracingSettings(exporter_otlp_endpoint="http://j:4318", sdk_disabled=True).traces_endpoint is None
