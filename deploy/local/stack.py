@@ -173,6 +173,7 @@ def jaeger_command(otlp_port: int, query_port: int) -> list[str]:
     """Jaeger v2 on its config, ports set through the variables it reads (query gRPC: query port - 1)."""
     ports = {"OTLP": otlp_port, "QUERY": query_port, "QUERY_GRPC": query_port - 1}
     env = [f"PAYLINK_JAEGER_{name}_PORT={port}" for name, port in ports.items()]
+    env.append("OTEL_TRACES_EXPORTER=none")  # Jaeger's own spans: it would dial localhost:4317 forever
     return ["env", *env, str(LOCAL / "bin" / "jaeger"), "--config", f"file:{JAEGER_CONFIG}"]
 
 

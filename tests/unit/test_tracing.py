@@ -26,8 +26,8 @@ from consumer.app.requests import RequestHandler
 from consumer.app.retry import RetryPolicy
 from consumer.runtime.relay import Relay, RelayOptions, headers_for
 from consumer.runtime.settings import TracingSettings
-from consumer.runtime.tracing import NoLooseClientSpans, without_query
-from consumer.runtime.tracing import sampler as sampler_for
+from consumer.runtime.tracing_sdk import NoLooseClientSpans, without_query
+from consumer.runtime.tracing_sdk import sampler as sampler_for
 from domain.saga import PaymentLinkSaga
 from domain.stored import OutboxEntry
 from tests.fakes.world import REQUEST_ID, World, request_document

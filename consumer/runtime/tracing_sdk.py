@@ -1,0 +1,116 @@
+"""The OpenTelemetry SDK, installed by ``consumer.runtime.tracing.configure`` when tracing is on.
+
+- No endpoint (``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``..._TRACES_ENDPOINT`` unset) or ``OTEL_SDK_DISABLED=true``:
+  nothing is installed. The OpenTelemetry API stays a no-op (spans are not recorded, nothing is
+  exported, no instrumentation is patched in); a request's incoming ``traceparent`` still passes through
+  to its results (``consumer.tracing``).
+- An endpoint: the SDK's ``TracerProvider`` with the configured sampler, a batch processor exporting
+  OTLP/HTTP (protobuf) to ``<endpoint>/v1/traces``, and the maintained instrumentations of the clients
+  paylink uses: PyMongo (one span per command), aiohttp client (Stripe's transport, one span per HTTP
+  request) and httpx (the shortener). They patch client classes, so ``configure`` runs before the clients
+  are built (``open_components``). aiokafka's instrumentation is not used: see ``consumer.tracing``.
+
+Two limits on what is recorded, both for operators' sake:
+- a client call outside any trace (the relay polling the outbox every 20 ms, lease renewals, gauge
+  sampling) is not sampled (``NoLooseClientSpans``): it would be a trace of one span, 50 per second;
+- Stripe URLs are recorded without their query string: customer searches carry the contact's email there.
+  PyMongo spans never hold documents (the instrumentation's ``capture_statement`` stays off).
+
+The batch processor exports in a background thread; the provider is shut down (flushing what is
+buffered) when the process exits (``TracerProvider(shutdown_on_exit=True)``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import yarl
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
+
+from consumer.runtime.settings import TracingSettings
+
+log = logging.getLogger("paylink.tracing")
+
+
+class NoLooseClientSpans(Sampler):
+    """``inner``, except that a client span (MongoDB, HTTP) with no parent is dropped."""
+
+    def __init__(self, inner: Sampler) -> None:
+        self._inner = inner
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if kind is SpanKind.CLIENT and not parent.is_valid:
+            return SamplingResult(Decision.DROP)
+        return self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"NoLooseClientSpans{{{self._inner.get_description()}}}"
+
+
+def without_query(url: yarl.URL) -> str:
+    return str(url.with_query(None))
+
+
+def sampler(settings: TracingSettings) -> Sampler:
+    """The sampler ``OTEL_TRACES_SAMPLER`` (+ ``_ARG``) names; an unknown name is a settings error."""
+    ratio = TraceIdRatioBased(settings.traces_sampler_arg)
+    known: dict[str, Sampler] = {
+        "always_on": ALWAYS_ON,
+        "always_off": ALWAYS_OFF,
+        "traceidratio": ratio,
+        "parentbased_always_on": ParentBased(ALWAYS_ON),
+        "parentbased_always_off": ParentBased(ALWAYS_OFF),
+        "parentbased_traceidratio": ParentBased(ratio),
+    }
+    name = settings.traces_sampler.strip().lower()
+    if name not in known:
+        raise ValueError(f"OTEL_TRACES_SAMPLER: unknown sampler {name!r} (one of {', '.join(known)})")
+    return known[name]
+
+
+def install(service: str, settings: TracingSettings, exporter: SpanExporter | None = None) -> TracerProvider:
+    """The SDK's provider (sampler, batch OTLP/HTTP export or ``exporter``) set as the global one, and the
+    client instrumentations. ``service``: the default service name (``OTEL_SERVICE_NAME`` wins)."""
+    endpoint = settings.traces_endpoint
+    resource = Resource.create({SERVICE_NAME: settings.service_name or service})
+    provider = TracerProvider(resource=resource, sampler=NoLooseClientSpans(sampler(settings)))
+    provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=endpoint)))
+    trace.set_tracer_provider(provider)
+    PymongoInstrumentor().instrument(tracer_provider=provider)
+    AioHttpClientInstrumentor().instrument(tracer_provider=provider, url_filter=without_query)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    log.info(
+        "tracing on",
+        extra={"service": settings.service_name or service, "endpoint": endpoint, "sampler": settings.traces_sampler},
+    )
+    return provider
