@@ -6,7 +6,7 @@ calls under the steps, MongoDB commands, and the relay's produce span; the resul
 ``traceparent`` is in the same trace.
 
 The span names and durations are printed (``pytest -s``) and written to ``trace.json`` in the test's
-temporary directory: the sample in docs/adr/0015-tracing-opentelemetry.md comes from there.
+temporary directory (the closing note of issue 14 shows such a trace).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -208,13 +209,21 @@ def outbox_entry(event_id: str, trace: tuple[tuple[str, str], ...]) -> OutboxEnt
     return OutboxEntry(event_id, 1, "contact", "PaymentLinkCreated", b"{}", datetime.now(UTC), trace)
 
 
-async def test_the_relay_sends_the_stored_context_and_a_child_produce_span(spans: InMemorySpanExporter) -> None:
+async def test_the_relay_sends_the_stored_context_and_a_child_produce_span(
+    spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
     stored = f"00-{TRACE_ID}-{PARENT_ID}-01"
     entries = [outbox_entry("e-1", (("traceparent", stored),)), outbox_entry("e-2", ())]
     producer = Producer()
     relay = Relay(Outbox(entries), lease=None, producer=producer, options=RelayOptions(topic="results"))  # type: ignore[arg-type]
 
-    assert await relay.publish_batch() == 2
+    with caplog.at_level(logging.DEBUG, logger="paylink.relay"):
+        assert await relay.publish_batch() == 2
+
+    (batch,) = [r for r in caplog.records if r.getMessage() == "published a batch of results"]
+    assert batch.levelno == logging.INFO and vars(batch)["count"] == 2 and vars(batch)["offsets"] == {"0": [0, 1]}
+    each = [vars(r) for r in caplog.records if r.getMessage() == "result published"]
+    assert [(e["event_id"], e["trace_id"]) for e in each] == [("e-1", TRACE_ID), ("e-2", None)]
 
     assert ("traceparent", stored.encode()) in producer.headers[0]
     assert not any(key == "traceparent" for key, _ in producer.headers[1])
