@@ -6,7 +6,8 @@ Each line of the file is ``frame;frame;...;leaf COUNT``, a frame being ``functio
 leaf is where the sample was taken, so summing counts by leaf function (lines merged) gives each
 function's self time as a share of all samples. "By library" charges each sample to the innermost frame
 of a library of interest (stripe, pydantic, pymongo, aiokafka, aiohttp, json, our own packages), i.e.
-the time spent inside that library and below it, up to the next library of interest.
+the time spent inside that library and below it, up to the next library of interest; asyncio only
+when no other library is on the stack (a socket write called by pymongo is pymongo's).
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def by_library(path: Path) -> list[tuple[str, float]]:
         for frame in reversed(frames):
             file = _function(frame)[1]
             library = next((lib for lib in LIBRARIES if file.startswith((f"{lib}/", f"{lib}.py"))), None)
-            if library is not None:
+            if library == "asyncio" and owner == "other":
+                owner = library  # unless a caller below is a library of interest
+            elif library is not None and library != "asyncio":
                 owner = library
                 break
         charged[owner] += count

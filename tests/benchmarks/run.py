@@ -80,7 +80,7 @@ async def _zero_ms(mongo: Mongo, ctx: dict[str, Any]) -> Throughput:
 async def _concurrent(mongo: Mongo, ctx: dict[str, Any]) -> Throughput:
     if "concurrent" not in ctx:
         ctx["concurrent"] = await run_worker(
-            mongo, "latency", sagas=1000, tenants=32, latency_ms=int(LATENCY_S * 1000), max_in_flight=IN_FLIGHT,
+            mongo, "latency", sagas=600, tenants=32, latency_ms=int(LATENCY_S * 1000), max_in_flight=IN_FLIGHT,
             profile=ctx.get("profile_path", {}).get("latency"),
         )  # fmt: skip
     run: Throughput = ctx["concurrent"]
@@ -156,7 +156,7 @@ async def e2e(mongo: Mongo, ctx: dict[str, Any]) -> dict[str, Any]:
 async def scale_out(mongo: Mongo, ctx: dict[str, Any]) -> dict[str, Any]:
     """In flight capped at 8 per worker: one worker is bound by Stripe's latency (8 / (5 x 0.2 s) = 8
     sagas/s at most), not by the cores, so a second worker process can double the rate."""
-    common: dict[str, Any] = {"sagas": 240, "tenants": 24, "latency_ms": int(LATENCY_S * 1000), "max_in_flight": 8}
+    common: dict[str, Any] = {"sagas": 160, "tenants": 16, "latency_ms": int(LATENCY_S * 1000), "max_in_flight": 8}
     one = await run_worker(mongo, "scale1", workers=1, **common)
     two = await run_worker(mongo, "scale2", workers=2, **common)
     ratio = two.sagas_per_s / one.sagas_per_s
