@@ -12,7 +12,8 @@
   A 429 surfaces as a ``RetryableError``; with ``Retry-After`` it pauses the whole account that long
   and carries the hint, which the worker's backoff honours. Without it the account's pacing is kept
   (the 429 came from jitter around the limit: pausing would only give away more slots) and the
-  request alone backs off and retries.
+  request alone backs off and retries, and the account's rolling second gets 10 ms more slack
+  (``AccountRateLimiter.widen``).
 - Line items go in as few calls as the parameters allow: a run of lines that ``add_lines`` can express
   exactly (a price with a quantity, or an amount with quantity 1) is one ``POST
   /v1/invoices/{id}/add_lines`` (all or nothing, keyed by the batch key); any other line (an amount
@@ -121,6 +122,8 @@ class StripeBilling:
             hint = translated.retry_after_s if isinstance(translated, RetryableError) else None
             if error.http_status == 429 and hint is not None:
                 self._limiter.pause(stripe_account, hint)
+            elif error.http_status == 429:
+                self._limiter.widen(stripe_account)  # our spacing met Stripe's limit with no slack
             raise translated from error
         finally:
             if self._observe is not None:
