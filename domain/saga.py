@@ -38,7 +38,7 @@ from datetime import datetime
 
 from domain.errors import PaylinkError, PermanentError, Reason, ReplayRefusedError, excerpt, safe_message
 from domain.events import PaymentLinkCreated, PaymentLinkFailed, PaymentLinkRequested
-from domain.intake import failure_for_unparseable
+from domain.intake import failure_for_unparseable, resolve_due_date
 from domain.ports import (
     Billing,
     Clock,
@@ -99,7 +99,7 @@ class PaymentLinkSaga:
 
     async def run_outcome(self, request: PaymentLinkRequested) -> SagaOutcome:
         """``run``, telling whether the result is new or a finished saga's stored one re-reported."""
-        record = await self._store.create_if_absent(SagaRecord.start(request, self._clock.now()))
+        record = await self._store.create_if_absent(self._started(request))
         if record.request != request.model_dump(mode="json"):
             # Same event_id, other body: the producer broke the idempotency contract. The stored request
             # wins (identical Stripe parameters on every retry); the difference is only logged.
@@ -114,6 +114,17 @@ class PaymentLinkSaga:
         except PermanentError as error:
             return SagaOutcome(await self._fail(run, error))
         return SagaOutcome(await self._succeed(run))
+
+    def _started(self, request: PaymentLinkRequested) -> SagaRecord:
+        """A new saga's first record, with its due date when it resolves: the ``validate`` step's outcome
+        then goes in with the insert instead of a save of its own (ADR 0015). An invalid due date is left
+        to the step, which fails the saga the usual way."""
+        now = self._clock.now()
+        record = SagaRecord.start(request, now)
+        try:
+            return record.with_due_date(resolve_due_date(request, now), now)
+        except PermanentError:
+            return record
 
     async def give_up(self, request: PaymentLinkRequested, error: BaseException, attempts: int) -> Result:
         """Ends the saga after the worker's retries ran out: ``PaymentLinkFailed(retryable=true)``.

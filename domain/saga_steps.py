@@ -10,9 +10,12 @@ in results), its done-predicate on the record, its ``do`` and its ``undo``. It d
   gives up reports it failed;
 - ``SagaRun.compensate`` runs the ``undo`` of every done step, last first.
 
-Each ``do`` does its work, then saves its outcome through one of the record's named transitions
-(``domain.saga_record``) before the next step starts. ``SagaRun.record`` is always the latest stored
-version, so a failure handler can save on top of it without a self-inflicted version conflict.
+Each ``do`` does its work, then records its outcome through one of the record's named transitions
+(``domain.saga_record``): ``validate`` to ``items`` save it before the next step starts; ``finalise``
+and ``shorten``, safe to repeat even after Stripe forgot their keys, only ``advance`` the record, and
+their outcome is stored by the saga's final save with the result (ADR 0016). ``SagaRun.record`` is the
+latest version, stored or advanced, so a failure handler saves on top of it (carrying the advanced
+progress) without a self-inflicted version conflict.
 """
 
 from __future__ import annotations
@@ -65,20 +68,26 @@ class SagaRun:
         return self._ports.clock.now()
 
     async def save(self, record: SagaRecord) -> SagaRecord:
-        """Stores ``record`` (a transition of ``self.record``) and makes the stored version current."""
+        """Stores ``record`` (a transition of ``self.record``, with any progress not saved yet) and makes
+        the stored version current."""
         self.record = await self._ports.store.save(record)
         return self.record
+
+    def advance(self, record: SagaRecord) -> None:
+        """Makes ``record`` current unsaved (it rides along with the next save): only for steps safe to
+        repeat even after Stripe forgot their keys, ``finalise`` and ``shorten`` (ADR 0016)."""
+        self.record = record
 
     async def forward(self) -> None:
         """Every step not done yet, in order, each repeated until its done-predicate holds."""
         for step in STEPS:
             self.current_step = step.name
             while not step.done(self.record):
-                saved = self.record.version
+                before = self.record
                 with self._ports.steps.step(step.name, self.record.attempt) as span:
                     await step.do(self)
                     span.produced(self.record)
-                assert self.record.version > saved, f"step {step.name} saved no progress"
+                assert self.record is not before, f"step {step.name} made no progress"
 
     def to_undo(self) -> list[SagaStep]:
         """The done steps that have an ``undo``, last step first (empty: nothing to compensate)."""
@@ -227,7 +236,7 @@ class SagaRun:
         )
         if not invoice.hosted_invoice_url:
             raise PermanentError(Reason.STRIPE_INVALID_REQUEST, "Stripe finalised the invoice without a hosted URL")
-        await self.save(record.with_finalised(invoice, self.now()))
+        self.advance(record.with_finalised(invoice, self.now()))  # saved with the result (ADR 0016)
 
     async def shorten(self) -> None:
         """shorten: a short URL for the hosted invoice; never fails the saga (None: the long URL is used)."""
@@ -238,7 +247,7 @@ class SagaRun:
             # The port promises not to raise; a broken adapter still must not fail a finalised invoice.
             log.warning("shortener raised; using the long URL", exc_info=True, extra=self._log_context())
             short_url = None
-        await self.save(self.record.with_short_url(short_url, self.now()))
+        self.advance(self.record.with_short_url(short_url, self.now()))  # saved with the result (ADR 0016)
 
     # --- undo ----------------------------------------------------------------------------------------------
 

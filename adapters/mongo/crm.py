@@ -51,14 +51,20 @@ class MongoCrmDirectory:
         return Contact.from_document(document) if document else None
 
     async def link_customer(self, account_id: str, contact_id: str, stripe_account: str, customer_id: str) -> str:
+        # One round trip when the link is new (the usual case): the conditional update sets it only on
+        # the tenant's contact without a link for this account, so "modified" means ours is the link.
+        # Otherwise (linked before, or no such contact) one read says which link won.
+        field = f"stripe_customers.{stripe_account}"
+        owner = {"$in": _candidate_ids(account_id)}  # stored as a string or an ObjectId, like the ids
+        with store_errors("customer link"):
+            for candidate in _candidate_ids(contact_id):
+                result = await self._contacts.update_one(
+                    {"_id": candidate, "account_id": owner, field: {"$exists": False}}, {"$set": {field: customer_id}}
+                )
+                if result.modified_count == 1:
+                    return customer_id
         document = await self._contact_document(account_id, contact_id)
         if document is None:
             raise PermanentError(Reason.CONTACT_NOT_FOUND, f"contact {excerpt(contact_id)} vanished")
-        field = f"stripe_customers.{stripe_account}"
-        with store_errors("customer link"):
-            await self._contacts.update_one(
-                {"_id": document["_id"], field: {"$exists": False}}, {"$set": {field: customer_id}}
-            )
-            linked = await self._contacts.find_one({"_id": document["_id"]}, {"stripe_customers": 1})
-        links = (linked or {}).get("stripe_customers") or {}
+        links = document.get("stripe_customers") or {}
         return str(links.get(stripe_account, customer_id))

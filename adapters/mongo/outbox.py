@@ -38,7 +38,10 @@ Document = dict[str, Any]
 SEQ_ATTEMPTS = 64
 DUPLICATE_KEY = 11000
 SEQ_CLAIMS_KEPT = 256  # newest claims kept: only an append stalled across 256 others could re-claim a number
-SEQ_PRUNE_EVERY = 64  # prune each time seq passes a multiple of 64 (FerretDB scans a collection per query)
+# A first try lands up to SEQ_SPREAD above the newest claim: with 128 sagas appending at once, a spread of
+# 2 made a third of the appends collide and retry (two more round trips each; issue 16), 64 few of them.
+SEQ_SPREAD = 64
+SEQ_PRUNE_EVERY = 64 * SEQ_SPREAD // 2  # prune about every 64 claims (FerretDB scans a collection per query)
 
 
 class ResultEvent(Protocol):
@@ -100,7 +103,7 @@ class MongoOutbox:
         for attempt in range(SEQ_ATTEMPTS):
             newest = await self._seqs.find_one({}, sort=[("_id", DESCENDING)])
             above = int(newest["_id"]) if newest else await self._highest_entry_seq()
-            seq = above + 1 + random.randrange(1 << min(attempt + 1, 8))
+            seq = above + 1 + random.randrange(SEQ_SPREAD << min(attempt, 2))
             try:
                 await self._seqs.insert_one({"_id": seq})
             except DuplicateKeyError:

@@ -1,6 +1,6 @@
 """The composition root: the one place that builds adapters from settings and wires them together.
 
-``open_components`` owns every client (MongoDB, httpx, Stripe's aiohttp session) and closes them on
+``open_components`` owns every client (MongoDB, httpx, the Stripe and shortener aiohttp sessions) and closes them on
 exit; the worker, the relay and ``paylink replay`` are built from it. ``open_stores`` gives the operator
 commands the stores alone, after a ping, failing fast. Only this module imports concrete adapters: the
 rest of ``consumer/`` sees them through ports (``domain.ports``, ``consumer.ports``). Tests reuse the
@@ -32,7 +32,7 @@ from adapters.mongo.lifecycle_store import MongoLifecycleStore
 from adapters.mongo.outbox import MongoOutbox
 from adapters.mongo.saga_store import MongoSagaStore
 from adapters.mongo.setup import ensure_indexes
-from adapters.shortener import HttpShortener
+from adapters.shortener import HttpShortener, make_shortener_session
 from adapters.stripe.billing import StripeBilling, make_stripe_client, make_stripe_session
 from adapters.stripe.rate_limit import AccountRateLimiter
 from adapters.stripe.webhooks import StripeWebhooks
@@ -116,6 +116,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
     limits = httpx.Limits(max_connections=settings.max_in_flight * 2, max_keepalive_connections=settings.max_in_flight)
     http = httpx.AsyncClient(limits=limits)
     stripe_session = make_stripe_session(max_connections=settings.max_in_flight * 2)
+    shortener_session = make_shortener_session(max_connections=settings.max_in_flight * 2)
     try:
         await ensure_indexes(database)
         sagas, outbox = MongoSagaStore(database), MongoOutbox(database)
@@ -131,7 +132,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             observe=_observe_stripe,
         )
         shortener = HttpShortener(
-            http,
+            shortener_session,
             settings.shortener_url,
             settings.shortener_token.get_secret_value(),
             settings.shortener_timeout_s,
@@ -180,6 +181,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
         )
     finally:
         await stripe_session.close()
+        await shortener_session.close()
         await http.aclose()
         await mongo.close()
 

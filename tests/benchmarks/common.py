@@ -247,7 +247,10 @@ class Process:
         self.ps = psutil.Process(self.process.pid)
 
     @classmethod
-    def paylink(cls, command: str, settings: Settings, log_path: Path) -> Process:
+    def paylink(cls, command: str, settings: Settings, log_path: Path, counts: Path | None = None) -> Process:
+        """``paylink <command>``; with ``counts``, its MongoDB round trips counted there (``counted``)."""
+        if counts is not None:
+            return cls(["-m", "tests.benchmarks.counted", str(counts), command], settings, log_path)
         return cls(["-m", "consumer.cli", command], settings, log_path)
 
     @classmethod

@@ -12,10 +12,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymongo import AsyncMongoClient
 
-from consumer.runtime.relay import headers_for
 from consumer.runtime.settings import Settings
 from domain.saga_record import TIMESTAMP_FORMAT
-from domain.stored import OutboxEntry
 from tests.benchmarks.common import (
     Process,
     configure_stripe,
@@ -66,47 +64,6 @@ async def _timestamps(settings: Settings, topic: str, expected: int, timeout_s: 
 def _rate(stamps: list[int]) -> float:
     span_ms = max(stamps) - min(stamps)
     return (len(stamps) - 1) / max(span_ms, 1) * 1000
-
-
-async def relay_vs_raw(mongo: AsyncMongoClient[dict[str, Any]], entries: int) -> dict[str, Any]:
-    """Publish rate of ``paylink relay`` from a pre-filled outbox, and of a raw producer (same messages)."""
-    name = f"bench-relay-{uuid.uuid4().hex[:6]}"
-    settings = settings_for(name)
-    database = settings.mongodb_uri.rsplit("/", 1)[1]
-    raw_topic = f"{name}.raw"
-    await create_topics(settings, extra=[raw_topic])
-    events = [_event(n) for n in range(entries)]
-    now = datetime.now(UTC)
-    # The raw baseline: an idempotent producer (acks=all, as the relay's) sending the same messages.
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True, acks="all", linger_ms=2
-    )
-    await producer.start()
-    try:
-        pending = []
-        for event_id, key, payload in events:
-            entry = OutboxEntry(event_id, 0, key, "PaymentLinkCreated", payload, now)
-            pending.append(await producer.send(raw_topic, payload, key=key.encode(), headers=headers_for(entry)))
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    raw_rate = _rate(await _timestamps(settings, raw_topic, entries))
-
-    documents = [
-        {"_id": event_id, "seq": n + 1, "key": key, "event_type": "PaymentLinkCreated", "payload": payload.decode(),
-         "created_at": now, "published": False, "published_at": None}
-        for n, (event_id, key, payload) in enumerate(events)
-    ]  # fmt: skip
-    for start in range(0, len(documents), 1000):
-        await mongo[database]["outbox"].insert_many(documents[start : start + 1000])
-    relay = Process.paylink("relay", settings, log_dir() / f"{name}-relay.log")
-    try:
-        stamps = await _timestamps(settings, settings.results_topic, entries)
-    finally:
-        relay.stop()
-    relay_rate = _rate(stamps)
-    await mongo.drop_database(database)
-    return {"entries": entries, "relay_per_s": round(relay_rate), "raw_per_s": round(raw_rate)}
 
 
 async def e2e_latency(

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 from pymongo import AsyncMongoClient
 
+from consumer.runtime.settings import Settings
 from tests.benchmarks.common import (
     STRIPE,
     CommitProbe,
@@ -38,6 +40,7 @@ from tests.benchmarks.common import (
     settings_for,
     stripe_stats,
 )
+from tests.benchmarks.counted import read_after
 
 
 @dataclass
@@ -53,15 +56,23 @@ class Throughput:
     outcomes: dict[str, int]
     wall_s: float
     cpu_s: dict[str, float] = field(default_factory=dict)
+    workers: int = 1
+    stripe_requests: int = 0
+    store_commands: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def stack_cpu_ms_per_saga(self) -> float:
+        """CPU of the worker(s), Kafka, FerretDB and both emulators per saga."""
+        return sum(self.cpu_s.values()) * 1000 / self.sagas
 
     def summary(self) -> dict[str, Any]:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in vars(self).items()}
 
 
 def _py_spy(output: str, pid: int) -> subprocess.Popen[bytes]:
-    """py-spy sampling the worker (50 Hz, without stopping it) into a speedscope file."""
-    command = [str(Path(sys.executable).parent / "py-spy"), "record", "-o", output, "-f", "speedscope",
-               "-r", "50", "-p", str(pid), "--nonblocking"]  # fmt: skip
+    """py-spy sampling the worker (100 Hz, without stopping it) into collapsed stacks (``--format raw``)."""
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "-o", output, "-f", "raw",
+               "-r", "100", "-p", str(pid), "--nonblocking"]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -76,8 +87,12 @@ async def run_worker(
     bare: bool = False,
     timeout_s: float = 240,
     profile: str | None = None,
+    workers: int = 1,
+    count_commands: bool = False,
     **overrides: Any,
 ) -> Throughput:
+    """``workers`` worker processes (one consumer group) working off ``sagas`` requests; with
+    ``count_commands`` their MongoDB round trips are counted (``tests.benchmarks.counted``)."""
     name = f"bench-{label}-{uuid.uuid4().hex[:6]}"
     settings = settings_for(name, **overrides)
     database = settings.mongodb_uri.rsplit("/", 1)[1]
@@ -86,13 +101,16 @@ async def run_worker(
     made = await seed(mongo, settings, tenants, contacts_per_tenant=-(-sagas // tenants))
     bodies = requests_for(made, sagas)
     await configure_stripe(latency_ms=latency_ms, rate_limit=emulator_rate_limit)
-    log = log_dir() / f"{name}-worker.log"
-    worker = Process.bare_loop(settings, log) if bare else Process.paylink("worker", settings, log)
+    counts = [log_dir() / f"{name}-{n}.counts.json" for n in range(workers)] if count_commands else []
+    procs = [_start(settings, log_dir() / f"{name}-worker{n}.log", bare, counts[n] if counts else None)
+             for n in range(workers)]  # fmt: skip
+    worker = procs[0]
     spy: subprocess.Popen[bytes] | None = None
     try:
-        await worker.wait_ready()
+        await asyncio.gather(*(proc.wait_ready() for proc in procs))
         before = await stripe_stats()
-        cpu_before, stack_cpu = worker.cpu_s(), StackCpu()
+        counts_before = [read_after(path, time.time()) for path in counts]
+        cpu_before, stack_cpu = [proc.cpu_s() for proc in procs], StackCpu()
         if profile:
             spy = _py_spy(profile, worker.process.pid)
         started = time.monotonic()
@@ -101,7 +119,8 @@ async def run_worker(
         async with CommitProbe(settings) as probe, httpx.AsyncClient(timeout=10) as http:
             while True:
                 committed = await probe.committed()
-                completions.add(committed if bare else await sagas_ended(http, worker.metrics_port))
+                ended = [await sagas_ended(http, proc.metrics_port) for proc in procs] if not bare else [committed]
+                completions.add(sum(ended))
                 stats = (await http.get(f"{STRIPE}/_emulator/stats")).json()
                 stripe_ok.add(api_requests(stats, "200", since=before))
                 if committed >= sagas:
@@ -110,9 +129,13 @@ async def run_worker(
                     raise TimeoutError(f"only {committed}/{sagas} requests committed after {timeout_s}s")
                 await asyncio.sleep(0.1)
         wall = time.monotonic() - started
-        cpu = worker.cpu_s() - cpu_before
+        cpu = sum(proc.cpu_s() for proc in procs) - sum(cpu_before)
         services_cpu = stack_cpu.used()
-        rss = worker.rss_peak_mb()
+        rss = max(proc.rss_peak_mb() for proc in procs)
+        commands: Counter[str] = Counter()
+        for path, base in zip(counts, counts_before, strict=True):
+            commands.update(read_after(path, time.time()))
+            commands.subtract(base)
         if spy is not None:
             spy.send_signal(2)
             spy.wait(timeout=60)
@@ -120,7 +143,8 @@ async def run_worker(
         async for row in await mongo[database]["sagas"].aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]):
             outcomes[str(row["_id"])] = int(row["n"])
     finally:
-        worker.stop()
+        for proc in procs:
+            proc.stop()
         if spy is not None and spy.poll() is None:
             spy.kill()
     await configure_stripe(latency_ms=0, rate_limit=None)
@@ -140,4 +164,11 @@ async def run_worker(
         outcomes=outcomes,
         wall_s=wall,
         cpu_s={"worker": round(cpu, 2), **services_cpu},
+        workers=workers,
+        stripe_requests=api_requests(stats, None, since=before),
+        store_commands={name: n for name, n in commands.items() if n},
     )
+
+
+def _start(settings: Settings, log: Path, bare: bool, counts: Path | None) -> Process:
+    return Process.bare_loop(settings, log) if bare else Process.paylink("worker", settings, log, counts)

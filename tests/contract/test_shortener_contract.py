@@ -13,10 +13,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
-from adapters.shortener import HttpShortener
+from adapters.shortener import HttpShortener, make_shortener_session
 from domain.ports import Shortener
 from tests.fakes.basics import FakeShortener
 
@@ -33,9 +34,10 @@ def _closed_port() -> int:
 
 
 class HttpScenarios:
-    def __init__(self, base: str, http: httpx.AsyncClient) -> None:
+    def __init__(self, base: str, http: httpx.AsyncClient, client: aiohttp.ClientSession | None = None) -> None:
         self.base = base
         self.http = http
+        self.client: aiohttp.ClientSession | None = client  # the shortener's transport when not httpx
         self.token = f"contract-{uuid.uuid4().hex}"
         self.fault_ids: list[str] = []
 
@@ -66,7 +68,7 @@ class HttpScenarios:
             endpoint = f"http://127.0.0.1:{_closed_port()}/shorten"
         elif scenario == "bad-answer":
             endpoint = f"{self.base}/_emulator/health"  # 200, JSON, but no short_url
-        return HttpShortener(self.http, endpoint, token, timeout_s=TIMEOUT_S)
+        return HttpShortener(self.client or self.http, endpoint, token, timeout_s=TIMEOUT_S)
 
     async def cleanup(self) -> None:
         for fault_id in self.fault_ids:
@@ -75,8 +77,8 @@ class HttpScenarios:
 
 @pytest.fixture
 async def http_scenarios(shortener_base: str) -> AsyncIterator[HttpScenarios]:
-    async with httpx.AsyncClient() as http:
-        scenarios = HttpScenarios(shortener_base, http)
+    async with httpx.AsyncClient() as http, make_shortener_session(8) as session:
+        scenarios = HttpScenarios(shortener_base, http, session)
         try:
             yield scenarios
         finally:
@@ -88,11 +90,19 @@ class FakeScenarios:
         return FakeShortener("ok" if scenario == "ok" else "none")
 
 
-@pytest.fixture(params=["fake", pytest.param("http", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "fake",
+        pytest.param("http", marks=pytest.mark.integration),
+        pytest.param("aiohttp", marks=pytest.mark.integration),
+    ]
+)
 def scenarios(request: pytest.FixtureRequest) -> HttpScenarios | FakeScenarios:
     if request.param == "fake":
         return FakeScenarios()
     scenarios: HttpScenarios = request.getfixturevalue("http_scenarios")
+    if request.param == "http":
+        scenarios.client = None  # HttpShortener over httpx; "aiohttp": over the worker's kind of session
     return scenarios
 
 

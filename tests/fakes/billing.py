@@ -74,6 +74,10 @@ class FakeBilling:
         self.customers[customer_id] = {**params, "stripe_account": stripe_account}
         return customer_id
 
+    def expire_keys(self) -> None:
+        """Forgets every idempotency key, as Stripe does after 24 hours: a keyed POST executes again."""
+        self._idempotent.clear()
+
     def unfinished_invoices(self) -> list[FakeInvoice]:
         """Invoices a failed saga would have left behind (drafts and open invoices)."""
         return [invoice for invoice in self.invoices.values() if invoice.status in ("draft", "open")]

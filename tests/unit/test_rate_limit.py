@@ -198,3 +198,31 @@ def test_a_given_back_slot_is_taken_by_the_next_waiter() -> None:
     assert [bucket.reserve("acct_a") for _ in range(3)] == pytest.approx([0.0, 0.5, 1.0])
     bucket.give_back("acct_a")
     assert bucket.reserve("acct_a") == pytest.approx(1.0)
+
+
+def test_a_widened_account_keeps_slack_in_every_rolling_second() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=10, burst=1)
+    for _ in range(3):  # three 429s without Retry-After: 30 ms of slack
+        bucket.widen("acct_a")
+    slots = []
+    for _ in range(40):
+        slots.append(time.now + bucket.reserve("acct_a"))
+        time.now = slots[-1]
+    busiest = max(sum(1 for t in slots if start <= t < start + 1.0299) for start in slots)
+    assert busiest == 10  # a server whose clock lags ours by up to 30 ms still counts 10 per second
+    for _ in range(20):
+        bucket.widen("acct_a")
+    assert bucket.reserve("acct_b") == 0.0  # other accounts keep their own rolling second
+
+
+def test_widening_stops_at_a_tenth_of_a_second() -> None:
+    time = VirtualTime()
+    bucket = limiter(time, rate=10, burst=1)
+    for _ in range(50):
+        bucket.widen("acct_a")
+    slots = []
+    for _ in range(31):
+        slots.append(time.now + bucket.reserve("acct_a"))
+        time.now = slots[-1]
+    assert slots[-1] - slots[0] == pytest.approx(3 * 1.1, abs=0.01)  # 10 per 1.1 s, no less

@@ -136,7 +136,7 @@ async def test_a_fresh_running_saga_is_still_refused(cutoff: str) -> None:
 async def killed_compensation(world: World) -> None:
     """A permanent failure at the items recorded its debt (compensating), then the process died."""
     world.billing.faults.add("add_invoice_item", PermanentError(Reason.PRICE_NOT_FOUND, "No such price"))
-    world.store.crash_at_save(4, persisted=True)  # due date, customer, draft, compensating: killed
+    world.store.crash_at_save(3, persisted=True)  # customer, draft, compensating: killed (due date: insert)
     with pytest.raises(SimulatedCrash):
         await world.saga().run(make_request())
     stuck = world.store.record(REQUEST_ID)

@@ -3,6 +3,7 @@
 ==========================================================  ===================================================
 ``GET  /_emulator/objects?account=&type=``                  stored objects of one account (oldest first)
 ``GET/POST /_emulator/clock``                               ``{"advance_seconds": N}`` moves the clock forward
+``POST /_emulator/idempotency_keys/expire``                 forgets saved keys (``{"account": "acct_…"}`` or all)
 ``POST /_emulator/invoices/{id}/hosted_payment``            a customer paying on the hosted page (succeeds/fails)
 ``GET  /_emulator/webhook_deliveries``                      deliveries (``?event=&endpoint=&type=&status=``)
 ``POST /_emulator/webhook_deliveries/release``              send held deliveries (``{"order": "reverse"}``)
@@ -69,6 +70,18 @@ def stripe_control_routes(emu: StripeEmulator) -> list[BaseRoute]:
                 return _error("advance_seconds must be an integer >= 0 (the clock only moves forward)")
             st.CLOCK.offset += step
         return JSONResponse({"now": st.now(), "offset_seconds": st.CLOCK.offset})
+
+    async def expire_keys(request: Request) -> Response:
+        # Stripe forgets a key after 24 hours: a request re-sent later executes again. Expiring them on
+        # demand lets a test resume a saga "after the keys expired" without moving the clock a day.
+        body = await read_json(request)
+        if not isinstance(body, dict) or set(body) - {"account"}:
+            return _error("expire takes {} or {'account': 'acct_...'}")
+        accounts = [emu.store.account(body["account"])] if body.get("account") else list(emu.store.accounts.values())
+        expired = sum(len(acct.idempotency) for acct in accounts)
+        for acct in accounts:
+            acct.idempotency.clear()
+        return JSONResponse({"expired": expired})
 
     async def pay_on_hosted_page(request: Request) -> Response:
         body = await read_json(request)
@@ -143,6 +156,7 @@ def stripe_control_routes(emu: StripeEmulator) -> list[BaseRoute]:
     table: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
         ("/_emulator/objects", objects, ["GET"]),
         ("/_emulator/clock", clock, ["GET", "POST"]),
+        ("/_emulator/idempotency_keys/expire", expire_keys, ["POST"]),
         ("/_emulator/invoices/{invoice_id}/hosted_payment", pay_on_hosted_page, ["POST"]),
         ("/_emulator/webhook_deliveries", deliveries, ["GET"]),
         ("/_emulator/webhook_deliveries/release", release, ["POST"]),
