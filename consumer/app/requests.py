@@ -212,6 +212,8 @@ def _report(request: PaymentLinkRequested, outcome: SagaOutcome) -> None:
         log.info("payment link created", extra={**request_identity(request), "invoice_id": result.invoice_id})
     else:
         metrics.SAGAS.labels("failed", result.reason).inc()
+        if result.retryable:
+            metrics.RETRYABLE_FAILURES.labels(result.reason).inc()
         log.info(
             "payment link failed",
             extra={
