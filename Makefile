@@ -57,7 +57,7 @@ services-down:
 services-status:
 	$(STACK) status
 
-test: services-up
+test: services-up $(GO_TOOLS)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 unit: .venv/.installed
