@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = ROOT / ".local" / "bin" / "promtool"
@@ -22,6 +23,13 @@ def test_the_rules_file_is_valid() -> None:
     checked = promtool("check", "rules", str(ALERTS / "paylink-rules.yaml"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 9 rules found" in checked.stdout + checked.stderr
+
+
+def test_the_prometheus_rule_groups_are_valid(tmp_path: Path) -> None:
+    spec = yaml.safe_load((ROOT / "deploy" / "k8s" / "monitoring" / "prometheusrule.yaml").read_text())["spec"]
+    (tmp_path / "groups.yaml").write_text(yaml.safe_dump(spec))
+    checked = promtool("check", "rules", str(tmp_path / "groups.yaml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 @pytest.mark.parametrize("tests", sorted((ALERTS / "tests").glob("*.yaml")), ids=lambda path: path.name)
