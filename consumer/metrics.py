@@ -60,6 +60,15 @@ STRIPE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=None,
 )
+# The saga's own steps (validate, customer, draft, items, finalise, shorten: a fixed set), each with every
+# outside call it makes (CRM, Stripe, shortener, the saga store), measured when the step completes.
+STEP_SECONDS = Histogram(
+    "paylink_saga_step_seconds",
+    "Duration of one completed saga step (all its calls: CRM, Stripe, shortener, saga store), by step",
+    ["step"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=None,
+)
 RETRIES = Counter("paylink_retries_total", "Transient failures retried", ["reason"], registry=None)
 IN_FLIGHT = Gauge("paylink_in_flight_sagas", "Requests being processed by this worker", registry=None)
 CONSUMER_LAG = Gauge("paylink_consumer_lag", "Messages behind the partition's end", ["partition"], registry=None)
@@ -100,6 +109,7 @@ WORKER: tuple[Metric, ...] = (
     CANCELS,
     STRIPE_REQUESTS,
     STRIPE_SECONDS,
+    STEP_SECONDS,
     RETRIES,
     IN_FLIGHT,
     CONSUMER_LAG,

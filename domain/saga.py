@@ -41,7 +41,7 @@ from domain.events import PaymentLinkCreated, PaymentLinkFailed, PaymentLinkRequ
 from domain.intake import failure_for_unparseable
 from domain.ports import Billing, Clock, CrmDirectory, IdGenerator, Outbox, SagaStore, Shortener
 from domain.saga_record import IN_FLIGHT_STATUSES, SagaFailure, SagaRecord, SagaStatus
-from domain.saga_steps import SagaPorts, SagaRun, first_unfinished_step
+from domain.saga_steps import SagaPorts, SagaRun, StepObserver, first_unfinished_step
 
 log = logging.getLogger("paylink.saga")
 
@@ -69,10 +69,12 @@ class PaymentLinkSaga:
         clock: Clock,
         ids: IdGenerator,
         items_per_call: int = 1,
+        on_step: StepObserver | None = None,
     ) -> None:
         """``items_per_call``: line items per ``Billing.add_invoice_items`` call (1 = one POST per item;
-        raise it only with an adapter using a bulk call, and keep it fixed while sagas are in flight)."""
-        self._ports = SagaPorts(crm, billing, shortener, store, clock, items_per_call)
+        raise it only with an adapter using a bulk call, and keep it fixed while sagas are in flight).
+        ``on_step``: told each completed forward step's duration (the step-duration metric)."""
+        self._ports = SagaPorts(crm, billing, shortener, store, clock, items_per_call, on_step)
         self._store = store
         self._outbox = outbox
         self._clock = clock

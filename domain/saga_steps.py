@@ -41,6 +41,9 @@ from domain.saga_record import SagaRecord
 log = logging.getLogger("paylink.saga")
 
 
+StepObserver = Callable[[Step, float], None]  # a forward step that ran and completed, its seconds
+
+
 @dataclass(frozen=True)
 class SagaPorts:
     crm: CrmDirectory
@@ -49,6 +52,7 @@ class SagaPorts:
     store: SagaStore
     clock: Clock
     items_per_call: int = 1
+    on_step: StepObserver | None = None
 
 
 class SagaRun:
@@ -72,10 +76,14 @@ class SagaRun:
         """Every step not done yet, in order, each repeated until its done-predicate holds."""
         for step in STEPS:
             self.current_step = step.name
+            started, ran = self.now(), False
             while not step.done(self.record):
                 saved = self.record.version
                 await step.do(self)
+                ran = True
                 assert self.record.version > saved, f"step {step.name} saved no progress"
+            if ran and self._ports.on_step is not None:  # a skipped (already done) step took no time
+                self._ports.on_step(step.name, (self.now() - started).total_seconds())
 
     def to_undo(self) -> list[SagaStep]:
         """The done steps that have an ``undo``, last step first (empty: nothing to compensate)."""

@@ -166,6 +166,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             clock=CLOCK,
             ids=RandomIds(),
             items_per_call=settings.stripe_items_per_call,
+            on_step=lambda step, seconds: metrics.STEP_SECONDS.labels(step.value).observe(seconds),
         )
         lifecycles = MongoLifecycleStore(database)
         lifecycle = LinkLifecycle(sagas=sagas, store=lifecycles, outbox=outbox, clock=CLOCK)

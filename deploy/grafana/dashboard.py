@@ -168,6 +168,17 @@ def build() -> Dashboard:
                 ),
             )
         )
+        .with_panel(
+            graph(
+                "Saga step p95",
+                "95th percentile of one completed saga step (all its calls), by step",
+                "s",
+                query(
+                    f"histogram_quantile(0.95, sum by (step, le) (rate(paylink_saga_step_seconds_bucket{RATE})))",
+                    "{{step}}",
+                ),
+            )
+        )
         .with_row(Row("Outbox relay"))
         .with_panel(
             graph(
