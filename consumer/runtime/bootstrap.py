@@ -22,7 +22,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure
 from pymongo.uri_parser import parse_uri
 
 from adapters.mongo.cancel_store import MongoCancelStore
@@ -57,7 +57,6 @@ from consumer.runtime.kafka import producer_renewal
 from consumer.runtime.relay import Relay, RelayOptions
 from consumer.runtime.scan import LEASE_INTERVALS, ScanLoop
 from consumer.runtime.settings import Settings
-from consumer.runtime.startup import StartWait
 from consumer.runtime.worker import Worker, WorkerOptions
 from domain.cancel import CancelPorts, LinkCanceller
 from domain.lifecycle_service import LinkLifecycle
@@ -105,23 +104,11 @@ def database_name(uri: str) -> str:
 
 
 PROCESS_METRICS = {"worker": metrics.WORKER, "relay": metrics.RELAY, "webhooks": metrics.WEBHOOKS_PROCESS}
-START_PING_TIMEOUT_MS = 1000  # one start attempt; PyMongo's default server selection waits 30 s
 
 
 def metrics_registry(process: str) -> CollectorRegistry:
     """The registry ``process`` (worker, relay, webhooks) exports: its own metrics only."""
     return metrics.registry_of(PROCESS_METRICS[process])
-
-
-async def wait_for_mongodb(settings: Settings, wait: StartWait) -> bool:
-    """Pings MongoDB until it answers (True), ``wait``'s deadline passes (``Unreachable``) or it stops (False)."""
-    client: AsyncMongoClient[Document] = AsyncMongoClient(
-        settings.mongodb_uri, serverSelectionTimeoutMS=START_PING_TIMEOUT_MS, connectTimeoutMS=START_PING_TIMEOUT_MS
-    )
-    try:
-        return await wait.until("MongoDB", lambda: client.admin.command("ping"), (PyMongoError,)) is not None
-    finally:
-        await client.close()
 
 
 def _observe_stripe(endpoint: str, status: str, seconds: float) -> None:

@@ -32,13 +32,12 @@ from consumer.runtime.bootstrap import (
     build_worker,
     metrics_registry,
     open_components,
-    wait_for_mongodb,
 )
 from consumer.runtime.health import HealthServer, Readiness
 from consumer.runtime.kafka import make_consumer, make_producer
 from consumer.runtime.relay import Relay
 from consumer.runtime.settings import Settings
-from consumer.runtime.startup import StartWait, started
+from consumer.runtime.startup import StartWait, started, wait_for_mongodb
 from consumer.runtime.webhooks import IntakeSlot, build_app, serving
 
 log = logging.getLogger("paylink")

@@ -8,7 +8,7 @@ deadline for all of them; then the process exits 3 ("a dependency is unreachable
 "waiting for <dependency>" meanwhile (``/healthz`` is served from the first second).
 
 Only the wait is bounded here: each attempt is short on its own (MongoDB's ping has a 1 s server
-selection timeout, see ``bootstrap.wait_for_mongodb``; aiokafka fails a bootstrap at once when no broker
+selection timeout, see ``wait_for_mongodb``; aiokafka fails a bootstrap at once when no broker
 listens), so the deadline holds to about a second.
 """
 
@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from aiokafka.errors import KafkaError
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from consumer.ports import Unreachable
 from consumer.runtime.health import Readiness
@@ -30,6 +32,7 @@ from consumer.runtime.settings import Settings
 log = logging.getLogger("paylink")
 T = TypeVar("T")
 MAX_BACKOFF_S = 1.0
+START_PING_TIMEOUT_MS = 1000  # one MongoDB attempt; PyMongo's default server selection waits 30 s
 
 
 class StartWait:
@@ -104,3 +107,14 @@ async def started(make: Callable[[], Client], wait: StartWait, what: str) -> Cli
         return client
 
     return await wait.until(what, attempt, (KafkaError,))
+
+
+async def wait_for_mongodb(settings: Settings, wait: StartWait) -> bool:
+    """Pings MongoDB until it answers (True), ``wait``'s deadline passes (``Unreachable``) or it stops (False)."""
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        settings.mongodb_uri, serverSelectionTimeoutMS=START_PING_TIMEOUT_MS, connectTimeoutMS=START_PING_TIMEOUT_MS
+    )
+    try:
+        return await wait.until("MongoDB", lambda: client.admin.command("ping"), (PyMongoError,)) is not None
+    finally:
+        await client.close()
