@@ -51,7 +51,7 @@ from domain.ports import (
     Unobserved,
 )
 from domain.saga_record import IN_FLIGHT_STATUSES, SagaFailure, SagaRecord, SagaStatus
-from domain.saga_steps import SagaPorts, SagaRun, first_unfinished_step
+from domain.saga_steps import SagaPorts, SagaRun, StepTimer, first_unfinished_step
 
 log = logging.getLogger("paylink.saga")
 
@@ -80,11 +80,13 @@ class PaymentLinkSaga:
         ids: IdGenerator,
         items_per_call: int = 1,
         steps: StepObserver | None = None,
+        on_step: StepTimer | None = None,
     ) -> None:
         """``items_per_call``: line items per ``Billing.add_invoice_items`` call (1 = one POST per item;
         raise it only with an adapter using a bulk call, and keep it fixed while sagas are in flight).
-        ``steps``: watches each step try (tracing); none by default."""
-        self._ports = SagaPorts(crm, billing, shortener, store, clock, items_per_call, steps or Unobserved())
+        ``steps``: watches each step try (tracing); none by default. ``on_step``: told each completed
+        forward step's duration (the step-duration metric)."""
+        self._ports = SagaPorts(crm, billing, shortener, store, clock, items_per_call, steps or Unobserved(), on_step)
         self._store = store
         self._outbox = outbox
         self._clock = clock

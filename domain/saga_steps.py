@@ -44,6 +44,9 @@ from domain.saga_record import SagaRecord
 log = logging.getLogger("paylink.saga")
 
 
+StepTimer = Callable[[Step, float], None]  # a forward step that ran and completed, its seconds
+
+
 @dataclass(frozen=True)
 class SagaPorts:
     crm: CrmDirectory
@@ -53,6 +56,7 @@ class SagaPorts:
     clock: Clock
     items_per_call: int = 1
     steps: StepObserver = field(default_factory=Unobserved)
+    on_step: StepTimer | None = None
 
 
 class SagaRun:
@@ -82,12 +86,16 @@ class SagaRun:
         """Every step not done yet, in order, each repeated until its done-predicate holds."""
         for step in STEPS:
             self.current_step = step.name
+            started, ran = self.now(), False
             while not step.done(self.record):
                 before = self.record
                 with self._ports.steps.step(step.name, self.record.attempt) as span:
                     await step.do(self)
                     span.produced(self.record)
+                ran = True
                 assert self.record is not before, f"step {step.name} made no progress"
+            if ran and self._ports.on_step is not None:  # a skipped (already done) step took no time
+                self._ports.on_step(step.name, (self.now() - started).total_seconds())
 
     def to_undo(self) -> list[SagaStep]:
         """The done steps that have an ``undo``, last step first (empty: nothing to compensate)."""

@@ -242,6 +242,8 @@ def _report(request: PaymentLinkRequested, outcome: SagaOutcome) -> None:
     else:
         metrics.SAGAS.labels("failed", result.reason).inc()
         tracing.mark_failed(str(result.reason), result.message)
+        if result.retryable:
+            metrics.RETRYABLE_FAILURES.labels(result.reason).inc()
         log.info(
             "payment link failed",
             extra={

@@ -10,24 +10,25 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
 from consumer.cli.output import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, command_logging, quiet_logging
 from consumer.cli.parser import Command, CommandRef, build_parser
 from consumer.ports import Unreachable
-from consumer.runtime.settings import Settings
+from consumer.runtime.settings import SettingsError, load_settings, unknown_variables
 from domain.errors import RetryableError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # exits 2 on bad usage, 0 after --help
+    for warning in unknown_variables():  # first: a typo may be why a setting below is refused
+        print(f"paylink: warning: {warning}", file=sys.stderr)
     try:
-        settings = Settings()
-    except ValueError as error:  # pydantic's ValidationError or a settings parse error; inputs left out (secrets)
-        problems = (
-            error.errors(include_input=False, include_url=False) if isinstance(error, ValidationError) else str(error)
-        )
-        print(f"paylink: invalid settings: {problems}", file=sys.stderr)
+        settings = load_settings()
+    except SettingsError as error:
+        for problem in error.problems:
+            print(f"paylink: invalid setting {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as error:  # a value pydantic-settings could not even decode (e.g. bad JSON)
+        print(f"paylink: invalid settings: {error}", file=sys.stderr)
         return EXIT_USAGE
     if args.command in ("replay", "cancel", "reconcile"):
         command_logging(settings)

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure
@@ -103,9 +104,17 @@ def database_name(uri: str) -> str:
     return parse_uri(uri).get("database") or "paylink"
 
 
+PROCESS_METRICS = {"worker": metrics.WORKER, "relay": metrics.RELAY, "webhooks": metrics.WEBHOOKS_PROCESS}
+
+
+def metrics_registry(process: str) -> CollectorRegistry:
+    """The registry ``process`` (worker, relay, webhooks) exports: its own metrics only."""
+    return metrics.registry_of(PROCESS_METRICS[process])
+
+
 def _observe_stripe(endpoint: str, status: str, seconds: float) -> None:
     metrics.STRIPE_REQUESTS.labels(endpoint, status).inc()
-    metrics.STEP_SECONDS.labels(endpoint).observe(seconds)
+    metrics.STRIPE_SECONDS.labels(endpoint).observe(seconds)
 
 
 @contextlib.asynccontextmanager
@@ -147,6 +156,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             ids=RandomIds(),
             items_per_call=settings.stripe_items_per_call,
             steps=StepSpans(),
+            on_step=lambda step, seconds: metrics.STEP_SECONDS.labels(step.value).observe(seconds),
         )
         lifecycles = MongoLifecycleStore(database)
         lifecycle = LinkLifecycle(sagas=sagas, store=lifecycles, outbox=outbox, clock=CLOCK)

@@ -5,10 +5,9 @@ Both stop gracefully on SIGTERM/SIGINT: the worker stops fetching, lets in-fligh
 ``drain_timeout_s``, commits and leaves the group; the relay finishes its batch and releases its lease
 so a standby takes over at once.
 
-Both keep trying to reach Kafka at start for ``KAFKA_START_WINDOW_S`` (with backoff, logged) before
-giving up with "a dependency is unreachable" (exit 3): a process (re)started while the broker restarts
-comes up with it instead of exiting into a crash loop whose back-off outlasts the broker's restart.
-Once running, both ride out broker restarts on their own.
+At start each serves /healthz at once and waits for MongoDB, then Kafka, up to ``PAYLINK_START_WAIT_S``
+(``consumer.runtime.startup``: logged every few seconds, /readyz says what is awaited) before giving up
+with "a dependency is unreachable" (exit 3). Once running, they ride out broker restarts on their own.
 """
 
 from __future__ import annotations
@@ -17,13 +16,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry
 
 from consumer import metrics
 from consumer.runtime import logs
@@ -33,25 +30,18 @@ from consumer.runtime.bootstrap import (
     build_scan_loop,
     build_webhook_intake,
     build_worker,
+    metrics_registry,
     open_components,
 )
-from consumer.runtime.health import HealthServer, ReadinessCheck
+from consumer.runtime.health import HealthServer, Readiness
 from consumer.runtime.kafka import make_consumer, make_producer
 from consumer.runtime.relay import Relay
 from consumer.runtime.settings import Settings
-from consumer.runtime.webhooks import build_app, serve
+from consumer.runtime.startup import StartWait, started, wait_for_mongodb
+from consumer.runtime.webhooks import IntakeSlot, build_app, serving
 
 log = logging.getLogger("paylink")
 SAMPLE_INTERVAL_S = 1.0  # gauges read from Kafka/MongoDB (lag, backlog) are refreshed this often
-KAFKA_START_WINDOW_S = 60.0  # how long a starting worker/relay keeps trying to reach Kafka
-
-
-class _KafkaClient(Protocol):
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-
-
-Client = TypeVar("Client", bound=_KafkaClient)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -71,109 +61,102 @@ def stop_on_signals() -> asyncio.Event:
 
 
 async def run_worker(settings: Settings, metrics_port: int | None = None) -> None:
-    stop = stop_on_signals()
-    async with open_components(settings) as components:
-        consumer = await started(lambda: make_consumer(settings), stop, "consumer")
-        if consumer is None:
+    stop, readiness = stop_on_signals(), Readiness()
+    wait = StartWait.of(settings, stop, readiness)
+    async with _health(metrics_port or settings.metrics_port, readiness, metrics_registry("worker")):
+        if not await wait_for_mongodb(settings, wait):
             return
-        worker = build_worker(components, consumer)
+        async with open_components(settings) as components:
+            consumer = await started(lambda: make_consumer(settings), wait, "Kafka")
+            if consumer is None:
+                return
+            worker = build_worker(components, consumer)
 
-        async def ready() -> str | None:
-            await components.mongo.admin.command("ping")
-            return None if worker.assigned else "no partitions assigned yet"
+            async def ready() -> str | None:
+                await components.mongo.admin.command("ping")
+                return None if worker.assigned else "no partitions assigned yet"
 
-        log.info("worker started", extra={"topic": settings.requests_topic, "group": settings.consumer_group})
-        try:
-            async with _observed(metrics_port or settings.metrics_port, ready, _consumer_lag_sampler(consumer), stop):
-                await worker.run(stop)
-        finally:
-            await consumer.stop()
-        log.info("worker stopped")
+            readiness.use(ready)
+            log.info("worker started", extra={"topic": settings.requests_topic, "group": settings.consumer_group})
+            try:
+                async with _sampling(_consumer_lag_sampler(consumer), stop):
+                    await worker.run(stop)
+            finally:
+                await consumer.stop()
+    log.info("worker stopped")
 
 
 async def run_relay(settings: Settings, metrics_port: int | None = None) -> None:
-    stop = stop_on_signals()
-    async with open_components(settings) as components:
-        producer = await started(lambda: make_producer(settings), stop, "producer")
-        if producer is None:
+    stop, readiness = stop_on_signals(), Readiness()
+    wait = StartWait.of(settings, stop, readiness)
+    async with _health(metrics_port or settings.metrics_port, readiness, metrics_registry("relay")):
+        if not await wait_for_mongodb(settings, wait):
             return
-        relay = build_relay(components, producer)
+        async with open_components(settings) as components:
+            producer = await started(lambda: make_producer(settings), wait, "Kafka")
+            if producer is None:
+                return
+            relay = build_relay(components, producer)
 
-        async def ready() -> str | None:
-            await components.mongo.admin.command("ping")
-            metrics.LEASE_ACTIVE.set(1 if relay.stats.active else 0)
-            backlog, _ = await components.outbox.backlog()
-            metrics.OUTBOX_BACKLOG.set(backlog)
-            return None
+            async def ready() -> str | None:
+                await components.mongo.admin.command("ping")
+                metrics.LEASE_ACTIVE.set(1 if relay.stats.active else 0)
+                backlog, _ = await components.outbox.backlog()
+                metrics.OUTBOX_BACKLOG.set(backlog)
+                return None
 
-        log.info("relay started", extra={"topic": settings.results_topic})
-        try:
-            async with _observed(
-                metrics_port or settings.metrics_port, ready, _outbox_sampler(components, relay), stop
-            ):
-                # The overdue scan runs beside the relay, under a lease of its own.
-                await asyncio.gather(relay.run(stop), build_scan_loop(components).run(stop))
-        finally:
-            await relay.producer.stop()  # the relay may have replaced the one it started with
-        log.info("relay stopped", extra={"published": relay.stats.published})
+            readiness.use(ready)
+            log.info("relay started", extra={"topic": settings.results_topic})
+            try:
+                async with _sampling(_outbox_sampler(components, relay), stop):
+                    # The overdue scan runs beside the relay, under a lease of its own.
+                    await asyncio.gather(relay.run(stop), build_scan_loop(components).run(stop))
+            finally:
+                await relay.producer.stop()  # the relay may have replaced the one it started with
+            log.info("relay stopped", extra={"published": relay.stats.published})
 
 
 async def run_webhooks(settings: Settings) -> None:
-    """Serves Stripe webhooks until SIGTERM/SIGINT (``consumer.runtime.webhooks``)."""
-    stop = stop_on_signals()
-    async with open_components(settings) as components:
-        intake = build_webhook_intake(components)
+    """Serves Stripe webhooks until SIGTERM/SIGINT (``consumer.runtime.webhooks``); its port answers
+    /healthz from the first second, deliveries get 503 until MongoDB answers."""
+    stop, readiness, slot = stop_on_signals(), Readiness(), IntakeSlot()
+    app = build_app(slot, readiness, metrics_registry("webhooks"))
+    async with serving(app, settings.webhooks_host, settings.webhooks_port, settings.webhooks_drain_s):
+        if not await wait_for_mongodb(settings, StartWait.of(settings, stop, readiness)):
+            return
+        async with open_components(settings) as components:
+            slot.intake = build_webhook_intake(components)
 
-        async def ready() -> str | None:
-            await components.mongo.admin.command("ping")
-            return None
+            async def ready() -> str | None:
+                await components.mongo.admin.command("ping")
+                return None
 
-        app = build_app(intake, ready)
-        await serve(app, settings.webhooks_host, settings.webhooks_port, stop, settings.webhooks_drain_s)
+            readiness.use(ready)
+            await stop.wait()
     log.info("webhooks stopped")
 
 
-async def started(make: Callable[[], Client], stop: asyncio.Event, what: str) -> Client | None:
-    """A started Kafka client from ``make``; retries while the broker is unreachable (``KAFKA_START_WINDOW_S``,
-    then the error propagates). None when ``stop`` is set meanwhile."""
-    deadline = time.monotonic() + KAFKA_START_WINDOW_S
-    delay = 0.25
-    while True:
-        client = make()
-        try:
-            await client.start()
-            return client
-        except KafkaError as error:
-            with contextlib.suppress(Exception):
-                await client.stop()  # a half-started client holds connections and tasks
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning(
-                "Kafka unreachable at start; retrying",
-                extra={"client": what, "error": repr(error), "retry_in_s": delay},
-            )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        if stop.is_set():
-            return None
-        delay = min(delay * 2, 5.0)
+@contextlib.asynccontextmanager
+async def _health(port: int | None, readiness: Readiness, registry: CollectorRegistry) -> AsyncIterator[None]:
+    """While inside: the health/metrics endpoint on ``port`` (if any), from before any dependency answers."""
+    health = HealthServer(port, readiness, registry) if port else None
+    if health:
+        await health.start()
+    try:
+        yield
+    finally:
+        if health:
+            await health.stop()
 
 
 @contextlib.asynccontextmanager
-async def _observed(
-    port: int | None, ready: ReadinessCheck, sample: Sample, stop: asyncio.Event
-) -> AsyncIterator[None]:
-    """While inside: the health/metrics endpoint on ``port`` (if any) and the metrics sampler."""
-    health = HealthServer(port, ready) if port else None
-    if health:
-        await health.start()
+async def _sampling(sample: Sample, stop: asyncio.Event) -> AsyncIterator[None]:
+    """While inside: ``sample`` every ``SAMPLE_INTERVAL_S``."""
     sampler = asyncio.create_task(_every(stop, sample))
     try:
         yield
     finally:
         await _cancel(sampler)
-        if health:
-            await health.stop()
 
 
 Sample = Callable[[], Awaitable[None]]

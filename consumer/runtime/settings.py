@@ -7,15 +7,30 @@ Secrets are ``SecretStr``: they never appear in ``repr``, logs or errors.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import difflib
+import os
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_STRIPE_TEST_KEY = "sk_test_paylink_local_emulator"
 LOCAL_SHORTENER_TOKEN = "paylink-local-shortener-token"
+PREFIX = "PAYLINK_"
+
+
+def _case(convert: str) -> BeforeValidator:
+    """Enumerated values are matched case-insensitively (``info`` is ``INFO``)."""
+    return BeforeValidator(lambda value: getattr(value, convert)() if isinstance(value, str) else value)
+
+
+LogFormat = Annotated[Literal["auto", "json", "text"], _case("lower")]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], _case("upper")]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PAYLINK_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore")
 
     # Kafka
     kafka_bootstrap_servers: str = Field("localhost:9092", description="Kafka bootstrap servers")
@@ -96,12 +111,23 @@ class Settings(BaseSettings):
     )
     overdue_scan_batch: int = Field(1000, ge=1, description="links looked at per overdue scan pass (oldest first)")
 
+    # Start (worker, relay, webhooks)
+    start_wait_s: float = Field(
+        60.0,
+        gt=0,
+        description="how long a starting process waits for MongoDB and Kafka (one deadline for both) before it "
+        "exits 3; /healthz is served meanwhile, /readyz says what is awaited",
+    )
+    start_log_interval_s: float = Field(
+        5.0, gt=0, description="while waiting at start, a warning naming the awaited dependency this often"
+    )
+
     # Operations
     metrics_port: int | None = Field(
         None, description="serve /metrics, /healthz, /readyz on this port (off when unset)"
     )
-    log_format: str = Field("auto", description="`json`, `text`, or `auto` (text on a terminal)")
-    log_level: str = Field("INFO", description="log level")
+    log_format: LogFormat = Field("auto", description="`json`, `text`, or `auto` (text on a terminal)")
+    log_level: LogLevel = Field("INFO", description="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`")
 
     def webhook_secrets(self) -> list[str]:
         """The signing secrets, in the order given (blank entries dropped)."""
@@ -153,3 +179,46 @@ class TracingSettings(BaseSettings):
         if self.exporter_otlp_endpoint:
             return self.exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
         return None
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; ``problems`` name each ``PAYLINK_*`` variable and the form it takes."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def load_settings() -> Settings:
+    """The settings from the environment (and ``.env``); ``SettingsError`` naming the variables at fault.
+
+    The values given are left out of the messages: a misplaced secret must not reach a terminal or a log.
+    """
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(
+            [_problem(detail) for detail in error.errors(include_input=False, include_url=False)]
+        ) from None
+
+
+def _problem(detail: Mapping[str, object]) -> str:
+    location = detail.get("loc") or ()
+    name = str(location[0]) if isinstance(location, tuple) and location else "?"
+    field = Settings.model_fields.get(name)
+    expected = f" (expected: {field.description})" if field is not None and field.description else ""
+    return f"{PREFIX}{name.upper()}: {detail.get('msg')}{expected}"
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning per ``PAYLINK_*`` variable that is no setting (pydantic-settings ignores it silently),
+    naming the closest known one: a typo must not leave a default in force unnoticed."""
+    known = [PREFIX + name.upper() for name in Settings.model_fields]
+    warnings = []
+    for variable in sorted(environ if environ is not None else os.environ):
+        if not variable.upper().startswith(PREFIX) or variable.upper() in known:
+            continue
+        closest = difflib.get_close_matches(variable.upper(), known, n=1, cutoff=0.6)
+        hint = f"; did you mean {closest[0]}?" if closest else ""
+        warnings.append(f"{variable} is not a paylink setting and is ignored{hint}")
+    return warnings

@@ -5,7 +5,9 @@ Routes, on ``PAYLINK_WEBHOOKS_HOST``:``PAYLINK_WEBHOOKS_PORT``:
   signature or an unreadable signed body (nothing stored), 413 for a body over 1 MiB (aiohttp refuses
   it before it is read whole), 200 once the event's effect is durable in the outbox (or it had none),
   503 when it could not be recorded or the link's saga is still running, so that Stripe retries;
-- ``GET /healthz`` (the process is up), ``GET /readyz`` (MongoDB answers), ``GET /metrics``.
+- ``GET /healthz`` (the process is up), ``GET /readyz`` (MongoDB answers), ``GET /metrics``
+  (``consumer.runtime.health``): served from the first second, while the process still waits for
+  MongoDB (deliveries meanwhile get 503, so Stripe retries them).
 
 aiohttp's server rather than another framework: it is already a dependency (Stripe's transport), is
 maintained, and gives request size limits and graceful shutdown. SIGTERM stops accepting connections
@@ -14,14 +16,15 @@ and lets deliveries in progress finish within ``webhooks_drain_s`` before the pr
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CollectorRegistry
 
 from consumer.app.webhooks import Verdict, WebhookIntake
+from consumer.runtime.health import ReadinessCheck, add_health_routes
 
 log = logging.getLogger("paylink.webhooks")
 
@@ -34,14 +37,25 @@ STATUS_OF = {
     Verdict.RETRY_LATER: 503,
 }
 
-ReadinessCheck = Callable[[], Awaitable[str | None]]
+
+class IntakeSlot:
+    """The intake, once the process has reached MongoDB (None while it starts)."""
+
+    def __init__(self, intake: WebhookIntake | None = None) -> None:
+        self.intake = intake
 
 
-def build_app(intake: WebhookIntake, ready: ReadinessCheck) -> web.Application:
+def build_app(
+    intake: WebhookIntake | IntakeSlot, ready: ReadinessCheck, registry: CollectorRegistry | None = None
+) -> web.Application:
+    slot = intake if isinstance(intake, IntakeSlot) else IntakeSlot(intake)
+
     async def receive(request: web.Request) -> web.Response:
         payload = await request.read()  # raises HTTPRequestEntityTooLarge (413) past client_max_size
+        if slot.intake is None:
+            return web.json_response({"error": "starting; Stripe will retry"}, status=503)
         try:
-            reply = await intake.receive(payload, request.headers.get("Stripe-Signature"))
+            reply = await slot.intake.receive(payload, request.headers.get("Stripe-Signature"))
         except Exception:
             # Never a 2xx for what was not recorded: Stripe retries the delivery.
             log.exception("webhook handling failed unexpectedly")
@@ -51,37 +65,21 @@ def build_app(intake: WebhookIntake, ready: ReadinessCheck) -> web.Application:
             body["detail"] = reply.detail
         return web.json_response(body, status=STATUS_OF[reply.verdict])
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def readyz(_: web.Request) -> web.Response:
-        try:
-            problem = await asyncio.wait_for(ready(), timeout=2.0)
-        except Exception as error:
-            problem = f"{type(error).__name__}"
-        if problem:
-            return web.Response(status=503, text=f"not ready: {problem}\n")
-        return web.Response(text="ready\n")
-
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_post(WEBHOOK_PATH, receive)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    add_health_routes(app, ready, registry or CollectorRegistry())
     return app
 
 
-async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event, drain_s: float) -> None:
-    """Serves ``app`` until ``stop``; then stops accepting and gives requests in progress ``drain_s``."""
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, host: str, port: int, drain_s: float) -> AsyncIterator[None]:
+    """Serves ``app`` while inside; on exit stops accepting and gives requests in progress ``drain_s``."""
     runner = web.AppRunner(app, shutdown_timeout=drain_s, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     log.info("webhooks listening", extra={"host": host, "port": port, "path": WEBHOOK_PATH})
     try:
-        await stop.wait()
+        yield
     finally:
         await runner.cleanup()

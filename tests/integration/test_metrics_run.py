@@ -150,6 +150,14 @@ async def test_metrics_health_and_logs_of_a_whole_run(
         if name == "paylink_stripe_requests_total" and ("status", "500") in labels
     ]
     assert sum(stripe_500s) == 1, "the injected fault, counted once"
+    stripe_calls = {dict(labels)["endpoint"] for (name, labels) in worker_metrics if name.startswith("paylink_stripe")}
+    assert {"invoices.create", "customers.create"} <= stripe_calls, "Stripe metrics are labelled by endpoint"
+    steps = {dict(labels)["step"] for (name, labels) in worker_metrics if name == "paylink_saga_step_seconds_count"}
+    assert steps == {"validate", "customer", "draft", "items", "finalise", "shorten"}, "saga steps, not endpoints"
+    worker_names = {name for name, _ in worker_metrics}
+    relay_names = {name for name, _ in relay_metrics}
+    assert "paylink_in_flight_sagas" not in relay_names and "paylink_relay_lease_active" not in worker_names
+    assert not [n for n in worker_names | relay_names if n.endswith("_created")], "no _created series"
     assert exit_codes == (0, 0), "SIGTERM stops both gracefully"
 
     output = logs_of(tmp_path)

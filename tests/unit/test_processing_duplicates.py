@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
 
+from consumer import metrics as paylink_metrics
 from consumer.app.requests import RequestHandler
 from consumer.app.retry import RetryPolicy
 from tests.fakes.world import REQUEST_ID, World, request_document
@@ -38,7 +38,7 @@ class DeadLetters:
 
 def counted(name: str, **labels: str) -> float:
     """The process-wide counter's value (other tests share the registry: compare before and after)."""
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+    return paylink_metrics.registry_of(paylink_metrics.ALL).get_sample_value(name, labels) or 0.0
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,9 @@ from aiokafka.errors import (
 
 from consumer.app.requests import RequestHandler
 from consumer.app.retry import RetryPolicy
-from consumer.runtime import processes
+from consumer.ports import Unreachable
 from consumer.runtime.relay import Relay, RelayOptions
+from consumer.runtime.startup import StartWait, started
 from domain.errors import PermanentError
 from domain.intake import failure_for_unparseable, parse_request, recover_identity
 from domain.stored import OutboxEntry
@@ -103,21 +104,22 @@ async def test_a_process_starting_while_kafka_is_down_waits_for_it() -> None:
         made.append(_Client(fails=len(made) < 2))
         return made[-1]
 
-    client = await processes.started(make, asyncio.Event(), "producer")
+    client = await started(make, StartWait(60, 5, asyncio.Event()), "Kafka")
     assert client is made[-1] and len(made) == 3
     assert [c.stopped for c in made] == [True, True, False]  # half-started clients are closed
 
 
-async def test_it_gives_up_after_the_start_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(processes, "KAFKA_START_WINDOW_S", 0.5)
-    with pytest.raises(KafkaConnectionError):
-        await processes.started(lambda: _Client(fails=True), asyncio.Event(), "consumer")
+async def test_it_gives_up_after_the_start_wait_naming_the_setting(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"), pytest.raises(Unreachable, match=r"Kafka did not answer.*PAYLINK_START_WAIT_S"):
+        await started(lambda: _Client(fails=True), StartWait(0.5, 0.2, asyncio.Event()), "Kafka")
+    waiting = [r for r in caplog.records if r.getMessage() == "waiting for Kafka"]
+    assert len(waiting) >= 2, "a line every log interval while waiting"
 
 
 async def test_a_stop_signal_ends_the_wait() -> None:
     stop = asyncio.Event()
     stop.set()
-    assert await processes.started(lambda: _Client(fails=True), stop, "consumer") is None
+    assert await started(lambda: _Client(fails=True), StartWait(60, 5, stop), "Kafka") is None
 
 
 # kafka_outage: with the broker down longer than the producer's timeouts, a send failed

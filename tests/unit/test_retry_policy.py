@@ -8,8 +8,8 @@ import logging
 from dataclasses import dataclass, field
 
 import pytest
-from prometheus_client import REGISTRY
 
+from consumer import metrics as paylink_metrics
 from consumer.app.replay import Replayer, ReplaySelection, ReplayTally
 from consumer.app.requests import RequestHandler
 from consumer.app.retry import RetryPolicy
@@ -44,7 +44,12 @@ class NoDeadLetters:
 
 
 def retries_counted() -> float:
-    return REGISTRY.get_sample_value("paylink_retries_total", {"reason": "stripe_unavailable"}) or 0.0
+    return (
+        paylink_metrics.registry_of(paylink_metrics.ALL).get_sample_value(
+            "paylink_retries_total", {"reason": "stripe_unavailable"}
+        )
+        or 0.0
+    )
 
 
 def rate_limited() -> RetryableError:

@@ -21,7 +21,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from adapters.stripe.webhooks import StripeWebhooks
 from consumer.app.retry import RetryPolicy
 from consumer.app.webhooks import WebhookIntake
-from consumer.runtime.webhooks import MAX_BODY_BYTES, WEBHOOK_PATH, build_app
+from consumer.runtime.bootstrap import metrics_registry
+from consumer.runtime.health import Readiness
+from consumer.runtime.webhooks import MAX_BODY_BYTES, WEBHOOK_PATH, IntakeSlot, build_app
 from domain.errors import Reason, RetryableError
 from domain.events import PaymentLinkCreated
 from domain.lifecycle_events import PaymentLinkPaid, Source, Transition, lifecycle_event_id
@@ -89,7 +91,7 @@ async def hooks() -> AsyncIterator[Hooks]:
     async def ready() -> str | None:
         return state.ready_problem
 
-    async with TestClient(TestServer(build_app(intake, ready))) as client:
+    async with TestClient(TestServer(build_app(intake, ready, metrics_registry("webhooks")))) as client:
         state.client = client
         yield state
 
@@ -207,6 +209,17 @@ async def test_health_and_readiness(hooks: Hooks) -> None:
     assert (await hooks.client.get("/readyz")).status == 503
     metrics = await (await hooks.client.get("/metrics")).text()
     assert "paylink_webhooks_total" in metrics
+    assert "paylink_in_flight_sagas" not in metrics and "_created" not in metrics, "its own metrics only"
+
+
+async def test_deliveries_before_mongodb_answers_are_503_while_health_is_served() -> None:
+    readiness = Readiness()
+    readiness.waiting_for = "MongoDB"
+    async with TestClient(TestServer(build_app(IntakeSlot(), readiness, metrics_registry("webhooks")))) as client:
+        assert (await client.get("/healthz")).status == 200
+        not_ready = await client.get("/readyz")
+        assert (not_ready.status, await not_ready.text()) == (503, "not ready: waiting for MongoDB\n")
+        assert (await client.post(WEBHOOK_PATH, data=b"{}")).status == 503, "Stripe retries it later"
 
 
 async def test_a_crash_after_the_outbox_write_before_the_answer_changes_nothing_on_stripes_retry(
