@@ -243,6 +243,8 @@ class PaymentLinkCreated(BaseModel):
     invoice_pdf: str | None
     short_url: str | None = Field(description="null when shortening failed")
     url: str = Field(description="short_url if any, else hosted_invoice_url")
+    # Defaults to 1 so that a result stored on a saga before the field existed still loads.
+    attempt: int = Field(1, ge=1, description="1 for the first run, +1 for every replay; the highest wins")
 
 
 class PaymentLinkFailed(BaseModel):
@@ -268,7 +270,7 @@ class PaymentLinkFailed(BaseModel):
     retryable: bool
     failed_step: Step
     compensated: bool
-    attempt: int = Field(ge=1, description="1 for the first run, +1 for every replay")
+    attempt: int = Field(ge=1, description="1 for the first run, +1 for every replay; the highest wins")
 
 
 ResultEvent = Annotated[PaymentLinkCreated | PaymentLinkFailed, Field(discriminator="event_type")]
