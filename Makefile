@@ -65,8 +65,8 @@ unit: .venv/.installed
 
 check: .venv/.installed
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check domain adapters consumer tests deploy/local
-	.venv/bin/mypy --strict domain adapters consumer deploy/local tests
+	.venv/bin/ruff format --check domain adapters consumer paylink examples tests deploy/local
+	.venv/bin/mypy --strict domain adapters consumer paylink deploy/local tests
 
 # The whole pipeline on the local stack: seeds a tenant, runs worker and relay, prints a table.
 demo: services-up

@@ -199,6 +199,7 @@ def test_the_parser_lists_every_command() -> None:
         "dead-letters",
         "status",
         "schema",
+        "results",
     }
 
 
