@@ -66,7 +66,7 @@ unit: .venv/.installed
 check: .venv/.installed
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check domain adapters consumer paylink examples tests deploy/local
-	.venv/bin/mypy --strict domain adapters consumer paylink deploy/local tests
+	.venv/bin/mypy --strict domain adapters consumer paylink examples deploy/local tests
 
 # The whole pipeline on the local stack: seeds a tenant, runs worker and relay, prints a table.
 demo: services-up

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict
 
 from adapters.system import SystemClock
 from domain.cancel_events import PaymentLinkCancelRejected
+from domain.errors import PermanentError
 from domain.events import PaymentLinkCreated, PaymentLinkFailed, PaymentLinkRequested
 from domain.intake import validate_request
 from domain.lifecycle_events import (
@@ -48,9 +49,19 @@ from domain.lifecycle_events import (
     PaymentLinkVoided,
 )
 
-__all__ = [
+__all__ = [  # the event models are re-exported: integrators import everything from here
     "RESULT_TYPES",
     "Event",
+    "PaymentLinkCancelRejected",
+    "PaymentLinkCreated",
+    "PaymentLinkFailed",
+    "PaymentLinkOverdue",
+    "PaymentLinkPaid",
+    "PaymentLinkPaymentFailed",
+    "PaymentLinkRequested",
+    "PaymentLinkUncollectible",
+    "PaymentLinkVoided",
+    "PermanentError",
     "ResultMessage",
     "UnknownEvent",
     "iter_results",
