@@ -12,6 +12,7 @@ Run from the repository root: `python -m deploy.local.demo` (what `make demo` do
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -220,16 +221,33 @@ def table(
     return "\n".join(lines)
 
 
-def main() -> None:
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m deploy.local.demo", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--use-running",
+        action="store_true",
+        help="a worker and a relay already run on these settings (deploy/compose.yaml): start none",
+    )
+    parser.add_argument(
+        "--webhooks-host",
+        default="127.0.0.1",
+        help="the name the Stripe emulator reaches this process's `paylink webhooks` by (default 127.0.0.1)",
+    )
+    parser.add_argument("--log-dir", type=Path, default=ROOT / ".local" / "log", help="where the processes log")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
     settings = Settings()
-    log_dir = ROOT / ".local" / "log"
+    log_dir = args.log_dir
     log_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(create_topics(settings))
     tenant = asyncio.run(seed(settings))
     print(f"seeded account {tenant['account_id']} → Stripe {tenant['stripe']} with 3 contacts and 2 prices")
     processes = []
     try:
-        for command in ("worker", "relay"):
+        for command in () if args.use_running else ("worker", "relay"):
             process, port = start(command, settings, log_dir)
             processes.append(process)
             wait_ready(port, process, command)
@@ -248,7 +266,7 @@ def main() -> None:
             if body["event_id"] in results and results[body["event_id"]]["event_type"] == "PaymentLinkCreated"
         }
         print("\npaylink webhooks is running; a customer pays the first link, the second is voided in Stripe …")
-        print(asyncio.run(second_act(settings, created, free_port(), log_dir)))
+        print(asyncio.run(second_act(settings, created, free_port(), log_dir, args.webhooks_host)))
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -257,10 +275,8 @@ def main() -> None:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-    print(
-        f"\nworker, relay and webhooks stopped; their logs: {log_dir}/demo-worker.log, demo-relay.log, "
-        "demo-webhooks.log"
-    )
+    stopped = "webhooks" if args.use_running else "worker, relay and webhooks"
+    print(f"\n{stopped} stopped; logs in {log_dir} (demo-*.log)")
 
 
 if __name__ == "__main__":
