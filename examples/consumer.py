@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
+import signal
 from dataclasses import dataclass, field
 
 from paylink.client import (
@@ -108,13 +108,17 @@ def arguments() -> argparse.Namespace:
 async def main() -> None:
     args = arguments()
     links = Links()
-    messages = iter_results(args.bootstrap, args.topic, group_id=args.group, from_beginning=args.from_beginning)
+    # Ctrl-C or SIGTERM (a service manager) ends the loop between two events: what was handled is
+    # committed, and the consumer leaves its group cleanly.
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    messages = iter_results(
+        args.bootstrap, args.topic, group_id=args.group, from_beginning=args.from_beginning, stop=stop
+    )
     async for message in messages:
         print(links.handle(message.event), flush=True)
 
 
 if __name__ == "__main__":
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        sys.exit(0)
+    asyncio.run(main())

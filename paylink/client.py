@@ -24,6 +24,7 @@ service's runtime (``tests/unit/test_layering.py``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -184,6 +185,7 @@ async def iter_results(
     from_beginning: bool = False,
     follow: bool = True,
     on_ready: Callable[[], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[ResultMessage]:
     """Every message of the results topic, in order per partition (so per contact).
 
@@ -191,7 +193,8 @@ async def iter_results(
     offset yet); else at the newest. Without ``group_id`` the reader is ephemeral (no group, nothing
     committed), ``on_ready`` is called once its starting positions are fixed (what is published after
     that is seen), and ``follow=False`` stops at the end the topic had at that moment. A group always
-    follows.
+    follows. Setting ``stop`` ends the iteration within half a second, after committing what was handled
+    (a clean way out of a signal handler, instead of cancelling the task mid-commit).
     """
     if group_id is not None and not follow:
         raise ValueError("a consumer group follows the topic; read without group_id to stop at its end")
@@ -211,6 +214,8 @@ async def iter_results(
             if pending and group_id is not None:
                 await consumer.commit(pending)  # the caller has handled these: at least once
                 pending = {}
+            if stop is not None and stop.is_set():
+                return
             if not follow and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
                 return
             batch = await consumer.getmany(timeout_ms=500)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from typing import Any
 
@@ -41,12 +42,18 @@ async def _read(args: argparse.Namespace, settings: Settings) -> None:
     def ready() -> None:
         print(f"reading {topic}", file=sys.stderr, flush=True)
 
+    # Ctrl-C or SIGTERM ends --follow cleanly (exit 0), also where SIGINT is ignored (a script's
+    # background job).
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     messages = iter_results(
         settings.kafka_bootstrap_servers,
         topic,
         from_beginning=args.from_beginning or not args.follow,
         follow=args.follow,
         on_ready=ready,
+        stop=stop,
     )
     async for message in messages:
         if matches(message.document, args):

@@ -4,6 +4,7 @@ filter keeps exactly the events it names; it commits no consumer-group offsets."
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Any
 
@@ -49,7 +50,7 @@ async def test_follow_then_every_filter(
         await follow.wait_until(
             lambda: {json.loads(line)["event"]["payment_link_id"] for line in follow.lines} >= ids, "all three"
         )
-        assert await follow.stop() == 0
+        assert await follow.stop(signal.SIGTERM) == 0, "SIGTERM ends --follow as Ctrl-C does"
     followed = [json.loads(line) for line in follow.lines]
     by_link = {entry["event"]["payment_link_id"]: entry for entry in followed}
     assert by_link[created["event_id"]]["key"] == created["contact_id"]
