@@ -14,12 +14,20 @@ export PAYLINK_SHORTENER_URL ?= http://127.0.0.1:12180/shorten
 
 PYTEST_ARGS ?=
 
+# The Python the venv is made from: the first of python3.14 … python3.11, python3 on the PATH that is
+# 3.11 or newer (Linux and macOS alike); `make PYTHON=/path/to/python3.x setup` picks another.
+PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& { command -v $$p; break; }; done)
+
 .PHONY: go-tools setup test unit check services-up services-down services-status demo bench reliability mutation clean
 
 setup: .venv/.installed $(KAFKA_LIBS)/.resolved $(FERRETDB)
 
 .venv/.installed: pyproject.toml constraints.txt
-	python3.11 -m venv .venv
+	@test -n "$(PYTHON)" || { echo "make: no Python 3.11 or newer on the PATH (python3.14 … python3.11, python3); install one or set PYTHON=" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "make: $(PYTHON) is older than 3.11" >&2; exit 1; }
+	$(PYTHON) -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
 	.venv/bin/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
@@ -68,8 +76,8 @@ unit: .venv/.installed
 
 check: .venv/.installed
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check domain adapters consumer tests deploy/local
-	.venv/bin/mypy --strict domain adapters consumer deploy/local tests
+	.venv/bin/ruff format --check domain adapters consumer paylink examples tests deploy/local
+	.venv/bin/mypy --strict domain adapters consumer paylink examples deploy/local tests
 
 # The whole pipeline on the local stack: seeds a tenant, runs worker and relay, prints a table.
 demo: services-up

@@ -14,7 +14,8 @@ version-checked, the result saved before it is appended to the outbox):
   is voided with a key derived from the cancel's ``event_id`` (a resumed cancel sends the same key), and
   the void is observed through ``LinkLifecycle``: the result is the link's one ``PaymentLinkVoided``
   (deterministic id, ``source=cancel``, ``cancel_request_id``), whoever noticed the void first;
-- a cancel with a result re-appends it on redelivery (same event id: nothing new is published).
+- a cancel with a result re-appends it on redelivery (same event id: published again if the first
+  copy already was; consumers dedupe on ``event_id``).
 """
 
 from __future__ import annotations

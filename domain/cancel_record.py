@@ -11,7 +11,8 @@ Status machine::
 ``void_started`` is saved (``voiding``) before the void call and kept through giving up and replays: a
 cancel resumed after a crash there calls the void again with the same idempotency key (Stripe answers
 with the first void) and never reads its own void as "already void". A ``done`` cancel re-reports its
-stored result on every redelivery: a duplicate cancel publishes nothing new. ``version`` is the
+stored result on every redelivery: a duplicate cancel voids nothing and re-publishes that result with
+its ``event_id``. ``version`` is the
 store's (optimistic concurrency, as for sagas).
 """
 

@@ -7,7 +7,7 @@ Decisions beyond DESIGN.md, all enforced here so nothing invalid reaches Stripe:
 - the request is parsed strictly (no ``"3"`` for an int) and rejects unknown fields, so a typo such as
   ``days_untill_due`` fails loudly instead of being ignored; results are parsed tolerantly (consumers
   keep working when fields are added);
-- ``event_id`` must be a UUID and is normalised to its canonical lower-case form;
+- ``event_id`` must be a UUID in its 8-4-4-4-12 form (any case) and is normalised to lower case;
 - ``currency`` is a code of ``domain.currencies.CURRENCIES`` in any case, normalised to lower case, so
   ``"EUR"`` from a producer, a file or ``paylink publish --currency EUR`` is the same request as ``"eur"``;
 - ``amount`` ≤ 99,999,999 and ``amount * quantity`` ≤ 99,999,999 minor units (Stripe's 8-digit limit);
@@ -15,10 +15,13 @@ Decisions beyond DESIGN.md, all enforced here so nothing invalid reaches Stripe:
   the keys the saga sets itself (``payment_link_id``, ``account_id``, ``contact_id``, ``note_id``),
   so the invoice's metadata stays within Stripe's 50 keys and the saga's keys cannot be spoofed;
 - identifiers (``account_id``, ``contact_id``, ``note_id``, ``correlation_id``) are 1..200 characters.
+The published JSON Schema states every one of these rules JSON Schema can express
+(``domain.request_schema``).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date
 from enum import StrEnum
@@ -50,6 +53,8 @@ MAX_METADATA_KEY_CHARS = 40
 MAX_METADATA_VALUE_CHARS = 500
 MAX_DAYS_UNTIL_DUE = 365
 MAX_ID_CHARS = 200
+UUID_PATTERN = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+_UUID_FORM = re.compile(UUID_PATTERN.strip("^$"))
 RESERVED_METADATA_KEYS = frozenset({"payment_link_id", "account_id", "contact_id", "note_id"})
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_CHARS)]
@@ -139,12 +144,15 @@ class PaymentLinkRequested(BaseModel):
     @field_validator("event_id")
     @classmethod
     def _event_id_is_uuid(cls, value: str) -> str:
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
+        # Only the 8-4-4-4-12 form (any case), as the published schema says: uuid.UUID alone also reads
+        # braces, "urn:uuid:" and bare hex, which no JSON Schema pattern could match exactly.
+        if not _UUID_FORM.fullmatch(value):
             raise PydanticCustomError(
-                "uuid_format", "event_id must be a UUID, got {value}", {"value": excerpt(value)}
-            ) from None
+                "uuid_format",
+                "event_id must be a UUID (8-4-4-4-12 hexadecimal digits), got {value}",
+                {"value": excerpt(value)},
+            )
+        return str(uuid.UUID(value))
 
     @field_validator("currency")
     @classmethod
@@ -243,6 +251,8 @@ class PaymentLinkCreated(BaseModel):
     invoice_pdf: str | None
     short_url: str | None = Field(description="null when shortening failed")
     url: str = Field(description="short_url if any, else hosted_invoice_url")
+    # Defaults to 1 so that a result stored on a saga before the field existed still loads.
+    attempt: int = Field(1, ge=1, description="1 for the first run, +1 for every replay; the highest wins")
 
 
 class PaymentLinkFailed(BaseModel):
@@ -268,19 +278,20 @@ class PaymentLinkFailed(BaseModel):
     retryable: bool
     failed_step: Step
     compensated: bool
-    attempt: int = Field(ge=1, description="1 for the first run, +1 for every replay")
+    attempt: int = Field(ge=1, description="1 for the first run, +1 for every replay; the highest wins")
 
 
 ResultEvent = Annotated[PaymentLinkCreated | PaymentLinkFailed, Field(discriminator="event_type")]
 
 
 def event_json_schemas() -> dict[str, dict[str, Any]]:
-    from domain.cancel_events import cancel_json_schemas  # it builds on this module
+    from domain.cancel_events import cancel_json_schemas  # they build on this module
+    from domain.request_schema import request_schema
 
     """JSON Schemas of the request, its results and the cancel's events, keyed by ``event_type`` (inputs as
     validated, outputs as sent)."""
     return {
-        "PaymentLinkRequested": PaymentLinkRequested.model_json_schema(mode="validation"),
+        "PaymentLinkRequested": request_schema(),
         "PaymentLinkCreated": PaymentLinkCreated.model_json_schema(mode="serialization"),
         "PaymentLinkFailed": PaymentLinkFailed.model_json_schema(mode="serialization"),
         **cancel_json_schemas(),

@@ -7,6 +7,9 @@
   ``invalid_line_items`` / ``invalid_due_date`` when only those rules failed, else ``invalid_event``
   (undecodable bytes, not JSON, missing fields, wrong types, bad metadata…).
 - ``resolve_due_date(request, now)`` applies the rules that need a clock.
+- ``validate_request(raw, now)`` is both: every check the worker makes before it calls Stripe. The other
+  doors (``paylink publish``, ``paylink.client.send_request``) run exactly this, so they refuse what the
+  worker would refuse, with the same reason.
 - ``recover_identity(raw)`` salvages ``event_id`` (and account/contact/correlation ids) from a bad message,
   and ``failure_for_unparseable`` turns that into the ``PaymentLinkFailed(invalid_event)`` of the contract.
 """
@@ -141,6 +144,14 @@ def resolve_due_date(request: PaymentLinkRequested, now: datetime) -> date:
             f"due_date {request.due_date.isoformat()} must be at most {MAX_DUE_DATE_DAYS_AHEAD} days ahead",
         )
     return request.due_date
+
+
+def validate_request(raw: bytes, now: datetime) -> PaymentLinkRequested:
+    """``parse_request`` then ``resolve_due_date``: raises the ``PermanentError`` the worker's saga would
+    end with, before anything is sent."""
+    request = parse_request(raw)
+    resolve_due_date(request, now)
+    return request
 
 
 def due_timestamp(due_date: date) -> int:

@@ -230,6 +230,7 @@ class PaymentLinkSaga:
             invoice_pdf=invoice.invoice_pdf,
             short_url=record.short_url,
             url=record.short_url or invoice.hosted_invoice_url,
+            attempt=record.attempt,
         )
         await run.save(record.created(result, self._clock.now()))
         await self._outbox.append(result)

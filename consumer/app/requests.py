@@ -8,8 +8,9 @@
 - A valid request runs the saga; transient faults are retried with exponential backoff and full jitter
   (the one ``RetryPolicy``, ``consumer.app.retry``); when they run out the saga gives up with
   ``PaymentLinkFailed(retryable=true)`` and keeps its progress for ``paylink replay``.
-- A duplicate of a finished request re-appends its stored result (nothing new is published); it is
-  counted in ``paylink_duplicates_total``, not again in ``paylink_sagas_total``.
+- A duplicate of a finished request re-appends its stored result (same ``event_id``: published again if the
+  first copy already was, which consumers absorb by deduplicating on ``event_id``); it is counted in
+  ``paylink_duplicates_total``, not again in ``paylink_sagas_total``.
 - If even recording the outcome fails (MongoDB down), the whole message is retried with backoff until it
   succeeds or the worker stops: its offset stays uncommitted, so nothing is lost.
 - An unexpected exception (a bug) never stops the worker: the message is dead-lettered with

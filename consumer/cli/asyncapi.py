@@ -146,8 +146,11 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
             ),
             "results": channel(
                 settings.results_topic,
-                "One result per run of a request, then the link's lifecycle events (at least once: dedupe on "
-                "event_id; payment_link_id is the request's event_id).",
+                "One result per run of a request, then the link's lifecycle events. At least once: a stored result "
+                "may be re-published (duplicate requests, relay restarts) with the same event_id, so dedupe on "
+                "event_id. A PaymentLinkFailed with retryable=true is not final: a replay may later publish "
+                "PaymentLinkCreated (or another Failed) for the same payment_link_id; attempt orders them, the "
+                "highest wins. payment_link_id is the request's event_id.",
                 results,
             ),
         },
@@ -155,7 +158,7 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
             "receiveRequests": {
                 "action": "receive",
                 "channel": {"$ref": "#/channels/requests"},
-                "summary": "The worker consumes requests and cancels; each ends in exactly one result.",
+                "summary": "The worker consumes requests and cancels; each run of one ends in one result.",
                 "messages": [{"$ref": f"#/channels/requests/messages/{n}"} for n in REQUESTS],
                 "bindings": {
                     "kafka": {

@@ -49,6 +49,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "invoice_pdf": "https://pay.stripe.com/invoice/acct_1OxTenant1042/test_YWNjdF8xT3hUZW5hbnQ/pdf",
         "short_url": "https://sho.rt/aB3dE9",
         "url": "https://sho.rt/aB3dE9",
+        "attempt": 1,
     },
     "PaymentLinkFailed": {
         "event_id": "0c7d5e1f-9b2a-4c3d-8e6f-1a2b3c4d5e6f",

@@ -1,7 +1,7 @@
 """The ``paylink`` command line surface: every command, flag and argument type (``paylink COMMAND --help``).
 
 Each command's work lives in its own module of ``consumer.cli`` (``topics``, ``publish``, ``replay``,
-``dead_letters``, ``status``, ``schema``); ``consumer.cli.main`` runs the one chosen here and maps
+``dead_letters``, ``status``, ``schema``, ``results``); ``consumer.cli.main`` runs the one chosen here and maps
 failures to the exit codes listed in ``EXIT_CODES``.
 """
 
@@ -151,6 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
     cancelling.add_argument("--reason", metavar="TEXT", help="why (at most 500 characters)")
     cancelling.add_argument("--correlation-id", help="copied to the result")
     cancelling.add_argument("--dry-run", action="store_true", help="validate and print the event; send nothing")
+
+    reading = command(
+        "results",
+        "results:results",
+        "print the events of the results topic (results, lifecycle events, cancel rejections)",
+        "Reads the results topic with its own ephemeral reader (no consumer group, nothing committed): every\n"
+        "retained event and exit, or with --follow only new ones until Ctrl-C (add --from-beginning for both).\n"
+        "Filters combine (all must match); --type is repeatable. Delivery is at least once: the same event_id\n"
+        "may show twice; for one payment_link_id the result with the highest attempt wins.",
+    )
+    reading.add_argument("--follow", action="store_true", help="keep reading new events until interrupted")
+    reading.add_argument("--from-beginning", action="store_true", help="with --follow: start at the oldest event")
+    reading.add_argument("--payment-link-id", metavar="ID", help="only this link (the request's event_id)")
+    reading.add_argument("--correlation-id", metavar="ID", help="only this correlation_id")
+    reading.add_argument("--account", metavar="ACCOUNT_ID", help="only this CRM account")
+    reading.add_argument("--type", dest="types", action="append", default=[], metavar="EVENT_TYPE", help="repeatable")
+    reading.add_argument("--json", action="store_true", help="one JSON event per line")
+    reading.add_argument("--headers", action="store_true", help="show each message's key and headers too")
 
     replaying = command(
         "replay",

@@ -1,4 +1,5 @@
-"""``paylink publish``: one PaymentLinkRequested, validated like the worker validates it, then sent."""
+"""``paylink publish``: one PaymentLinkRequested, validated exactly like the worker validates it
+(``domain.intake.validate_request`` on the one clock, due date included), then sent."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ import asyncio
 import json
 import sys
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from consumer.cli.output import EXIT_OK, EXIT_USAGE
+from consumer.runtime.bootstrap import CLOCK
 from consumer.runtime.settings import Settings
 from domain.errors import PermanentError
-from domain.intake import parse_request
+from domain.intake import validate_request
 
 FLAG_FIELDS: tuple[str, ...] = ("account", "contact", "currency", "days_until_due", "due_date", "items", "amount_items")
 FLAG_FIELDS += ("correlation_id", "note_id", "description", "metadata", "event_id")
@@ -32,7 +33,7 @@ def request_from_flags(args: argparse.Namespace) -> dict[str, Any]:
         "event_id": args.event_id or str(uuid.uuid4()),
         "event_type": "PaymentLinkRequested",
         "schema_version": 1,
-        "occurred_at": datetime.now(UTC).isoformat(),
+        "occurred_at": CLOCK.now().isoformat(),
         "account_id": args.account,
         "contact_id": args.contact,
         "currency": args.currency,  # any case: the request's own rule normalises it, as for a file
@@ -60,7 +61,7 @@ def publish(args: argparse.Namespace, settings: Settings) -> int:
             raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
         else:
             raw = json.dumps(request_from_flags(args)).encode()
-        request = parse_request(raw)
+        request = validate_request(raw, CLOCK.now())  # the worker's checks, clock rules included
     except (OSError, ValueError) as problem:
         print(f"paylink publish: {problem}", file=sys.stderr)
         return EXIT_USAGE

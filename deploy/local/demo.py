@@ -1,8 +1,9 @@
 """`make demo`: the whole pipeline on the local stack, as a new user would first see it.
 
 Seeds a fresh CRM account connected to a Stripe (emulator) account, with contacts and prices; starts
-`paylink worker` and `paylink relay` as real processes; publishes a handful of requests covering the
-main outcomes; waits for every result on the results topic; prints a table. Then `paylink webhooks`
+`paylink worker` and `paylink relay` as real processes; sends a handful of requests covering the
+main outcomes with ``paylink.client`` (the integrators' way: the one with a past due date is refused
+before it is sent); reads every result with the same client; prints a table. Then `paylink webhooks`
 follows two links: one is paid, one voided (``demo_lifecycle``). Stops what it started.
 Uses the default settings (topics, database), so what it leaves behind is what `paylink status` shows.
 
@@ -11,8 +12,8 @@ Run from the repository root: `python -m deploy.local.demo` (what `make demo` do
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -26,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymongo import AsyncMongoClient
 
 from consumer.cli.topics import create_topics
 from consumer.runtime.bootstrap import database_name
 from consumer.runtime.settings import Settings
 from deploy.local.demo_lifecycle import second_act
+from paylink.client import PermanentError, iter_results, send_request
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -168,42 +169,46 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], name: str) -> None:
 
 async def publish_and_collect(
     settings: Settings, requests: list[tuple[str, dict[str, Any]]]
-) -> dict[str, dict[str, Any]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await consumer.start()
-    partitions = [
-        TopicPartition(settings.results_topic, p)
-        for p in (consumer.partitions_for_topic(settings.results_topic) or range(settings.topic_partitions))
-    ]
-    consumer.assign(partitions)
-    await consumer.seek_to_end(*partitions)
-    for partition in partitions:
-        await consumer.position(partition)  # pin "the end" before publishing
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
-    await producer.start()
-    for _, body in requests:
-        await producer.send_and_wait(
-            settings.requests_topic, json.dumps(body).encode(), key=body["contact_id"].encode()
-        )
-    await producer.stop()
-    wanted = {body["event_id"] for _, body in requests}
+) -> tuple[dict[str, dict[str, Any]], dict[str, PermanentError]]:
+    """Sends the requests with paylink's client, as an integrator would, and reads their results with it;
+    a request the client refuses at the door (the worker's own checks) is never sent."""
     results: dict[str, dict[str, Any]] = {}
+    ready, arrived = asyncio.Event(), asyncio.Event()
+
+    async def collect() -> None:
+        async for message in iter_results(settings.kafka_bootstrap_servers, settings.results_topic, on_ready=ready.set):
+            results[str(message.document.get("payment_link_id"))] = message.document
+            arrived.set()
+
+    reader = asyncio.create_task(collect())
+    refused: dict[str, PermanentError] = {}
     try:
         async with asyncio.timeout(TIMEOUT_S):
-            while not wanted <= results.keys():
-                for records in (await consumer.getmany(timeout_ms=200)).values():
-                    for record in records:
-                        event = json.loads(record.value)
-                        if event.get("payment_link_id") in wanted:
-                            results[event["payment_link_id"]] = event
+            await ready.wait()  # "the end" is pinned: every result of what is sent now will be seen
+            for _, body in requests:
+                try:
+                    await send_request(settings.kafka_bootstrap_servers, settings.requests_topic, body)
+                except PermanentError as error:
+                    refused[body["event_id"]] = error
+            expected = {body["event_id"] for _, body in requests} - refused.keys()
+            while not expected <= results.keys():
+                await arrived.wait()
+                arrived.clear()
     finally:
-        await consumer.stop()
-    return results
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+    return results, refused
 
 
-def table(requests: list[tuple[str, dict[str, Any]]], results: dict[str, dict[str, Any]]) -> str:
+def table(
+    requests: list[tuple[str, dict[str, Any]]], results: dict[str, dict[str, Any]], refused: dict[str, PermanentError]
+) -> str:
     rows = [("request", "outcome", "amount", "URL or reason")]
     for label, body in requests:
+        if body["event_id"] in refused:
+            error = refused[body["event_id"]]
+            rows.append((label, "not sent", "", f"{error.reason}: {error.message[:90]}"))
+            continue
         result = results[body["event_id"]]
         if result["event_type"] == "PaymentLinkCreated":
             amount = f"{result['amount_due'] / 100:,.2f} {result['currency'].upper()}"
@@ -216,32 +221,52 @@ def table(requests: list[tuple[str, dict[str, Any]]], results: dict[str, dict[st
     return "\n".join(lines)
 
 
-def main() -> None:
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m deploy.local.demo", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--use-running",
+        action="store_true",
+        help="a worker and a relay already run on these settings (deploy/compose.yaml): start none",
+    )
+    parser.add_argument(
+        "--webhooks-host",
+        default="127.0.0.1",
+        help="the name the Stripe emulator reaches this process's `paylink webhooks` by (default 127.0.0.1)",
+    )
+    parser.add_argument("--log-dir", type=Path, default=ROOT / ".local" / "log", help="where the processes log")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
     settings = Settings()
-    log_dir = ROOT / ".local" / "log"
+    log_dir = args.log_dir
     log_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(create_topics(settings))
     tenant = asyncio.run(seed(settings))
     print(f"seeded account {tenant['account_id']} → Stripe {tenant['stripe']} with 3 contacts and 2 prices")
     processes = []
     try:
-        for command in ("worker", "relay"):
+        for command in () if args.use_running else ("worker", "relay"):
             process, port = start(command, settings, log_dir)
             processes.append(process)
             wait_ready(port, process, command)
-        print("worker and relay are running; publishing 6 requests …")
+        print("worker and relay are running; sending 6 requests with paylink.client …")
         requests = requests_for(tenant)
         started = time.monotonic()
-        results = asyncio.run(publish_and_collect(settings, requests))
-        print(f"all {len(results)} results arrived in {time.monotonic() - started:.2f}s\n")
-        print(table(requests, results))
+        results, refused = asyncio.run(publish_and_collect(settings, requests))
+        sent = len(requests) - len(refused)
+        print(
+            f"{len(refused)} refused before sending; all {sent} results arrived in {time.monotonic() - started:.2f}s\n"
+        )
+        print(table(requests, results, refused))
         created = {
             label: results[body["event_id"]]
             for label, body in requests
-            if results[body["event_id"]]["event_type"] == "PaymentLinkCreated"
+            if body["event_id"] in results and results[body["event_id"]]["event_type"] == "PaymentLinkCreated"
         }
         print("\npaylink webhooks is running; a customer pays the first link, the second is voided in Stripe …")
-        print(asyncio.run(second_act(settings, created, free_port(), log_dir)))
+        print(asyncio.run(second_act(settings, created, free_port(), log_dir, args.webhooks_host)))
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
@@ -250,10 +275,8 @@ def main() -> None:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-    print(
-        f"\nworker, relay and webhooks stopped; their logs: {log_dir}/demo-worker.log, demo-relay.log, "
-        "demo-webhooks.log"
-    )
+    stopped = "webhooks" if args.use_running else "worker, relay and webhooks"
+    print(f"\n{stopped} stopped; logs in {log_dir} (demo-*.log)")
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ EVENTS = ["invoice.paid", "invoice.payment_failed", "invoice.voided", "invoice.m
 
 
 @contextlib.asynccontextmanager
-async def endpoint(stripe: httpx.AsyncClient, port: int) -> AsyncIterator[str]:
-    """A Connect webhook endpoint for `paylink webhooks` on ``port``; yields its signing secret."""
-    form = {"url": f"http://127.0.0.1:{port}/stripe/webhooks", "connect": "true", "description": "paylink demo"}
+async def endpoint(stripe: httpx.AsyncClient, port: int, host: str) -> AsyncIterator[str]:
+    """A Connect webhook endpoint for `paylink webhooks` on ``host:port``; yields its signing secret."""
+    form = {"url": f"http://{host}:{port}/stripe/webhooks", "connect": "true", "description": "paylink demo"}
     form.update({f"enabled_events[{i}]": kind for i, kind in enumerate(EVENTS)})
     created = (await stripe.post("/v1/webhook_endpoints", data=form)).raise_for_status().json()
     try:
@@ -117,11 +117,14 @@ def table(events: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-async def second_act(settings: Settings, created: dict[str, dict[str, Any]], port: int, log_dir: Path) -> str:
+async def second_act(
+    settings: Settings, created: dict[str, dict[str, Any]], port: int, log_dir: Path, host: str = "127.0.0.1"
+) -> str:
+    """``host``: the name the Stripe emulator reaches this machine by (``demo`` in deploy/compose.yaml)."""
     headers = {"Authorization": f"Bearer {settings.stripe_api_key.get_secret_value()}"}
     async with (
         httpx.AsyncClient(base_url=settings.stripe_api_base, headers=headers) as stripe,
-        endpoint(stripe, port) as secret,
+        endpoint(stripe, port, host) as secret,
     ):
         with webhooks_process(port, secret, log_dir) as process:
             await ready(port, process)

@@ -199,6 +199,7 @@ def test_the_parser_lists_every_command() -> None:
         "dead-letters",
         "status",
         "schema",
+        "results",
     }
 
 
@@ -227,3 +228,13 @@ def test_cancel_refuses_what_the_worker_would_reject(capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit) as usage:
         main(["cancel", "--account", "acc-1"])  # --payment-link-id is required
     assert usage.value.code == 2
+
+
+def test_publish_refuses_a_due_date_that_is_not_after_today(capsys: pytest.CaptureFixture[str]) -> None:
+    """The worker's clock rule at the CLI's door: `--due-date 2020-01-01` is refused, not sent (#15)."""
+    flags = ["publish", "--dry-run", "--account", "a", "--contact", "c", "--currency", "EUR", "--amount-item", "x:5"]
+    assert main([*flags, "--due-date", "2020-01-01"]) == 2
+    err = capsys.readouterr().err
+    assert "not sent: invalid_due_date: due_date 2020-01-01 must be after today" in err
+    assert main([*flags, "--due-date", datetime.now(UTC).date().isoformat()]) == 2  # today (UTC)
+    assert "invalid_due_date" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from consumer.cli.parser import build_parser
 from consumer.runtime.settings import Settings
 from consumer.runtime.webhooks import MAX_BODY_BYTES, WEBHOOK_PATH
+from deploy.local.demo import arguments as demo_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -35,7 +36,7 @@ K8S_EXAMPLES = K8S / "examples"  # applied by hand, not by the kustomization
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 # `paylink <subcommand>`: the CLI's commands (consumer/cli/parser.py). `topics` only as `topics create`.
-CLI_COMMANDS = {"worker", "relay", "webhooks", "topics create", "publish", "status", "replay", "schema"}
+CLI_COMMANDS = {"worker", "relay", "webhooks", "topics create", "publish", "status", "replay", "schema", "results"}
 METRICS_PORTS = {"worker": 9464, "relay": 9465}
 # `paylink webhooks` serves the webhook path, health and metrics on one port: PAYLINK_WEBHOOKS_PORT.
 WEBHOOKS_PORT = Settings.model_fields["webhooks_port"].default
@@ -619,7 +620,8 @@ def test_compose_one_shots_are_awaited() -> None:
     """`docker compose up --wait` exits non-zero on a finished one-shot unless a running service waits for
     it with `service_completed_successfully` (docker/compose#10596)."""
     services = compose()["services"]
-    one_shots = {name for name, svc in services.items() if svc.get("restart") == "no"}
+    # A service in a profile (the demo) is not started by a plain `up`: nothing needs to wait for it.
+    one_shots = {name for name, svc in services.items() if svc.get("restart") == "no" and not svc.get("profiles")}
     assert {"topics", "crm-seed"} <= one_shots
     awaited = {
         target
@@ -873,3 +875,19 @@ def test_the_ingress_example_is_tls_to_the_webhook_path_only() -> None:
     body_limit = ingress["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/proxy-body-size")
     if body_limit:
         assert body_limit == f"{MAX_BODY_BYTES // (1024 * 1024)}m"
+
+
+def test_compose_demo_is_make_demo_against_the_running_services() -> None:
+    """`docker compose --profile demo run --rm demo` runs deploy/local/demo.py with the flags it accepts,
+    after the worker and relay are healthy, from a Dockerfile stage that has the demo's files; the
+    emulator calls its webhooks by the service's hostname."""
+    demo = compose()["services"]["demo"]
+    assert demo["profiles"] == ["demo"] and demo.get("restart") == "no"
+    assert f"FROM emulators AS {demo['build']['target']}" in DOCKERFILE.read_text()
+    args = demo_arguments(compose_command(demo))
+    assert args.use_running and args.webhooks_host == demo["hostname"]
+    assert str(args.log_dir) in demo.get("tmpfs", []), "the demo's logs go to a writable tmpfs"
+    for name in ("worker", "relay", "stripe-emulator"):
+        assert demo["depends_on"][name]["condition"] == "service_healthy"
+    copied = re.findall(r"^COPY (deploy/local/demo\S*) (deploy/local/demo\S*) ", DOCKERFILE.read_text(), re.M)
+    assert copied == [("deploy/local/demo.py", "deploy/local/demo_lifecycle.py")]

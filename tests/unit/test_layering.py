@@ -8,6 +8,9 @@
 - ``consumer.ports`` and ``consumer.metrics`` import no other part of ``consumer``;
 - concrete adapters (``adapters.*``) are imported only by the composition root,
   ``consumer.runtime.bootstrap``; ``adapters`` never imports ``consumer``;
+- ``paylink`` (the integrators' client) imports only ``domain`` and ``adapters.system`` (the one clock) of
+  the project: never the service (``consumer``) nor the vendor adapters; only ``consumer.cli`` of the service
+  imports it;
 - the module-level import graph of ``domain``, ``adapters`` and ``consumer`` has no cycle;
 - no function-local imports in ``consumer/``, except the ones listed in ``LOCAL_IMPORTS_ALLOWED``, each
   with its measured reason in a comment at the import.
@@ -22,7 +25,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("domain", "adapters", "consumer")
+PACKAGES = ("domain", "adapters", "consumer", "paylink")
 COMPOSITION_ROOT = "consumer.runtime.bootstrap"
 LOCAL_IMPORTS_ALLOWED = {
     # Only imported once a command failed: aiokafka + pymongo at the top cost every `paylink` call ~0.2 s.
@@ -95,7 +98,15 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
                 found.append(f"{module} imports {target}: only {COMPOSITION_ROOT} may import concrete adapters")
             if within(module, "adapters") and within(target, "consumer"):
                 found.append(f"{module} imports {target}: adapters depend on the domain only")
+            if within(module, "paylink") and _service_side(target):
+                found.append(f"{module} imports {target}: the client depends on domain and adapters.system only")
+            if within(target, "paylink") and not within(module, "paylink") and not within(module, "consumer.cli"):
+                found.append(f"{module} imports {target}: only consumer.cli uses the client")
     return found
+
+
+def _service_side(target: str) -> bool:
+    return within(target, "consumer") or (within(target, "adapters") and not within(target, "adapters.system"))
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -160,6 +171,9 @@ def test_no_function_local_imports_in_consumer(sources: dict[str, ast.Module]) -
         ("consumer.cli.status", "adapters.mongo.outbox", "only consumer.runtime.bootstrap"),
         ("adapters.mongo.outbox", "consumer.ports", "adapters depend on the domain only"),
         ("consumer.ports", "consumer.app.retry", "imports none of it"),
+        ("paylink.client", "consumer.runtime.settings", "domain and adapters.system only"),
+        ("paylink.client", "adapters.mongo.outbox", "domain and adapters.system only"),
+        ("consumer.runtime.worker", "paylink.client", "only consumer.cli uses the client"),
     ],
 )
 def test_the_rule_catches_a_planted_import(module: str, target: str, rule: str) -> None:

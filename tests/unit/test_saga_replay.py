@@ -33,6 +33,7 @@ async def test_replay_after_give_up_resumes_with_the_same_keys_and_due_date() ->
     assert (reopened.status, reopened.attempt, reopened.failure, reopened.result) == (SagaStatus.RUNNING, 2, None, None)
     result = await world.saga().run(request)
     assert isinstance(result, PaymentLinkCreated)
+    assert (gave_up.attempt, result.attempt) == (1, 2), "the replay's result outranks the failure it replaces"
     after = world.store.record(REQUEST_ID)
     assert (after.due_date, after.invoice_id, after.customer_id) == (
         before.due_date,
@@ -107,6 +108,7 @@ async def test_a_stale_running_saga_resumes_at_its_first_unfinished_step_with_th
     result = await world.saga().run(request)
 
     assert isinstance(result, PaymentLinkCreated) and result.invoice_id == stuck.invoice_id
+    assert result.attempt == 3
     assert result.due_date == stuck.due_date and result.amount_due == 2 * 1500 + 5000
     keys = InvoiceKeys(REQUEST_ID)
     assert world.billing.keys_used[keys_before:] == [

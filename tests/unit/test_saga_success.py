@@ -37,6 +37,7 @@ async def test_creates_customer_draft_items_and_finalised_invoice() -> None:
         "invoice_pdf": f"https://invoice.stripe.test/{result.invoice_id}/pdf",
         "short_url": result.short_url,
         "url": result.short_url,
+        "attempt": 1,
     }
     assert invoice.status == "open" and invoice.number == result.invoice_number
     assert invoice.params["metadata"] == {

@@ -35,11 +35,40 @@
 #   deploy/local/ferretdb/build.sh OUTPUT_BINARY
 set -euo pipefail
 
-out=$(realpath -m "$1")
+# Portable to macOS: no `sed -i` (BSD's takes a suffix argument), no `sed 0,/re/` and no `\t`/`\n` in
+# sed (GNU only), no `realpath -m`. Files are edited by the awk functions below (POSIX awk), with the
+# texts passed through the environment so that nothing in them is read as an escape or a pattern.
+case "$1" in
+    /*) out=$1 ;;
+    *) out="$(pwd)/$1" ;;
+esac
+mkdir -p "$(dirname "$out")"
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 build="$root/.local/ferretdb-build"
 export GOTOOLCHAIN=local
+tab=$(printf '\t')
+
+replace() {  # FILE OLD NEW: the first OLD of each line becomes NEW (literal texts)
+    OLD=$2 NEW=$3 awk '
+        BEGIN { old = ENVIRON["OLD"]; new = ENVIRON["NEW"] }
+        { at = index($0, old); if (at > 0) $0 = substr($0, 1, at - 1) new substr($0, at + length(old)); print }
+    ' "$1" > "$1.paylink" && mv "$1.paylink" "$1"
+}
+
+insert_before() {  # FILE LINE TEXT [first]: TEXT, indented like LINE, before each (or the first) line
+    # that is LINE after its leading tabs
+    LINE=$2 TEXT=$3 ONLY=${4:-} awk '
+        BEGIN { line = ENVIRON["LINE"]; text = ENVIRON["TEXT"]; only = ENVIRON["ONLY"] }
+        {
+            body = $0; sub(/^\t*/, "", body)
+            if (body == line && !(only == "first" && done)) {
+                print substr($0, 1, length($0) - length(body)) text; done = 1
+            }
+            print
+        }
+    ' "$1" > "$1.paylink" && mv "$1.paylink" "$1"
+}
 
 rm -rf "$build"
 mkdir -p "$build"
@@ -51,7 +80,7 @@ cp -r "$src" "$build/ferretdb-src"
 chmod -R u+w "$build/ferretdb-src"
 
 target="$build/ferretdb-src/internal/backends/sqlite/metadata/metadata.go"
-sed -i "s|IDColumn = DefaultColumn + \"->'\$._id'\"|IDColumn = DefaultColumn + \"->'_id'\"|" "$target"
+replace "$target" "IDColumn = DefaultColumn + \"->'\$._id'\"" "IDColumn = DefaultColumn + \"->'_id'\""
 if ! grep -q "IDColumn = DefaultColumn + \"->'_id'\"" "$target"; then
     echo "build.sh: the _id index patch no longer applies to $src; check the FerretDB version" >&2
     exit 1
@@ -62,28 +91,30 @@ if [ "$(grep -c 'if params.Filter.Len() == 1 {' "$backend")" != 2 ]; then
     echo "build.sh: the _id pushdown patch no longer applies to $src; check the FerretDB version" >&2
     exit 1
 fi
-sed -i 's/if params.Filter.Len() == 1 {/if params.Filter.Len() >= 1 { \/\/ paylink: push down _id among other conditions/' "$backend"
+replace "$backend" 'if params.Filter.Len() == 1 {' \
+    'if params.Filter.Len() >= 1 { // paylink: push down _id among other conditions'
 
 handler="$build/ferretdb-src/internal/handler"
 cp "$here/paylink_atomic.go.txt" "$handler/paylink_atomic.go"
 patch_call() {  # file, exact call line: lock the collection for the rest of the command
-    if [ "$(grep -c "$2" "$handler/$1")" != 1 ]; then
+    if [ "$(grep -c "^$tab*$2\$" "$handler/$1")" != 1 ]; then
         echo "build.sh: the atomic update patch no longer applies to $1; check the FerretDB version" >&2
         exit 1
     fi
-    sed -i "s/^\(\t*\)\($2\)$/\1defer lockCollection(params.DB, params.Collection)() \/\/ paylink: atomic\n\1\2/" "$handler/$1"
+    insert_before "$handler/$1" "$2" "defer lockCollection(params.DB, params.Collection)() // paylink: atomic"
 }
 patch_call msg_update.go "matched, modified, upserted, err := h.updateDocument(connCtx, params)"
 patch_call msg_findandmodify.go "res, err := h.findAndModifyDocument(connCtx, params)"
 
 cp "$here/paylink_in.go.txt" "$build/ferretdb-src/internal/backends/sqlite/paylink_in.go"
-query_switch=$'^\t\tswitch v.(type) {$'
-if [ "$(grep -c "$query_switch" "$backend")" != 2 ]; then
+query_switch='switch v.(type) {'
+if [ "$(grep -c "^$tab$tab$query_switch\$" "$backend")" != 2 ]; then
     echo "build.sh: the _id \$in pushdown patch no longer applies to $src; check the FerretDB version" >&2
     exit 1
 fi
 # Only the first switch (Query); the second is Explain's, which reports pushdowns and is left alone.
-sed -i "0,/$query_switch/s//\t\tif where, in := paylinkIDIn(v); where != \"\" { whereClause, args = where, in } \/\/ paylink: \$in\n\t\tswitch v.(type) {/" "$backend"
+insert_before "$backend" "$query_switch" \
+    "if where, in := paylinkIDIn(v); where != \"\" { whereClause, args = where, in } // paylink: \$in" first
 
 go mod edit -replace "github.com/FerretDB/FerretDB=./ferretdb-src"
 # Built aside and renamed over the old binary, so a FerretDB running from it is left untouched.

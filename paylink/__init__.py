@@ -1,0 +1,1 @@
+"""paylink for integrators: the supported client (``paylink.client``)."""
