@@ -46,10 +46,12 @@ from domain.lifecycle_events import LIFECYCLE_EVENT_TYPES
 from tests.e2e.processes import PaylinkProcess, logs_of
 from tests.integration.harness import STRIPE_HEADERS, settings_for, stripe_objects
 from tests.reliability.invariants import INVARIANTS, PLACE, Check, Observation, check_all
+from tests.reliability.readiness import wait_kafka, wait_mongo, wait_service
 from tests.reliability.stack import PrivateStack, Services
 from tests.reliability.workload import Mix, Sent, World, cancel_body, cancel_sent, mix_cancels, seed_world
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+READY_TIMEOUT_S = 240.0  # a Kafka restart took 120.8 s on a loaded machine (issue #17): twice that
 Document = dict[str, Any]
 Chaos = Callable[["ScenarioRun"], Awaitable[None]]
 Hostile = Callable[[World, random.Random, int], list[Sent]]
@@ -264,7 +266,9 @@ class ScenarioRun:
         assert self.stack is not None, "service restarts need the private stack"
         seconds = await asyncio.to_thread(self.stack.restart, service, downtime_s)
         self.chaos[f"{service} restart"] += 1
-        self.notes.append(f"{service} restarted in {seconds:.1f}s")
+        # Listening is not usable: wait (with a deadline) for leaders / a write / health before going on.
+        waited = await wait_service(service, self.services, self.topics, READY_TIMEOUT_S)
+        self.notes.append(f"{service} restarted in {seconds:.1f}s, usable {waited:.1f}s later")
 
     async def add_fault(self, spec: dict[str, Any], emulator: str = "stripe") -> str:
         client = self.stripe if emulator == "stripe" else self.shortener
@@ -326,7 +330,17 @@ class ScenarioRun:
 
     # --- the run ---------------------------------------------------------------------------------
 
+    @property
+    def topics(self) -> list[str]:
+        return [self.settings.requests_topic, self.settings.results_topic]
+
+    async def ready(self) -> None:
+        """Before the suite's own clients produce: every partition has a leader, the store takes a write."""
+        await wait_kafka(self.settings.kafka_bootstrap_servers, self.topics, READY_TIMEOUT_S)
+        await wait_mongo(self.services.mongodb_uri, READY_TIMEOUT_S)
+
     async def _create_topics(self) -> None:
+        await wait_kafka(self.settings.kafka_bootstrap_servers, [], READY_TIMEOUT_S)  # the broker answers
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
         await admin.start()
         config = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
@@ -389,6 +403,7 @@ class ScenarioRun:
             self.sent.extend(sent)
 
     async def _produce_now(self, messages: list[Sent]) -> None:
+        await self.ready()
         deadline = time.monotonic() + 120
         while True:  # the broker may be restarting (chaos_monkey): try again until it answers
             producer = AIOKafkaProducer(
@@ -412,6 +427,7 @@ class ScenarioRun:
             await producer.stop()
 
     async def _produce(self, messages: list[Sent]) -> None:
+        await self.ready()
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             enable_idempotence=True,
