@@ -46,8 +46,11 @@ from domain.lifecycle_events import LIFECYCLE_EVENT_TYPES
 from tests.e2e.processes import PaylinkProcess, logs_of
 from tests.integration.harness import STRIPE_HEADERS, settings_for, stripe_objects
 from tests.reliability.invariants import INVARIANTS, PLACE, Check, Observation, check_all
+from tests.reliability.process import WrappedProcess
 from tests.reliability.readiness import wait_kafka, wait_mongo, wait_service
+from tests.reliability.routes import Routes
 from tests.reliability.stack import PrivateStack, Services
+from tests.reliability.toxiproxy import Toxiproxy
 from tests.reliability.workload import Mix, Sent, World, cancel_body, cancel_sent, mix_cancels, seed_world
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -84,6 +87,8 @@ class Scenario:
     finish: Chaos | None = None  # after the first settle (e.g. `paylink reconcile`); then settled again
     cancels: int = 0  # PaymentLinkCancelRequested mixed into the stream (workload.mix_cancels)
     paid_cancels: int = 0  # links paid on the hosted page mid-run, then cancelled (→ already_paid)
+    proxied: bool = False  # paylink's processes reach every dependency through Toxiproxy (routes.Routes)
+    wrap: dict[str, list[str]] = field(default_factory=dict)  # role → command prefix (e.g. faketime), private only
 
 
 @dataclass
@@ -145,16 +150,33 @@ class ScenarioRun:
         self.db: AsyncDatabase[Document] = self.mongo[self.settings.mongodb_uri.rsplit("/", 1)[1]]
         self.stripe = httpx.AsyncClient(base_url=services.stripe_base, timeout=30)
         self.shortener = httpx.AsyncClient(base_url=services.shortener_base, timeout=30)
+        self.routes: Routes | None = None
+        self.toxi: Toxiproxy | None = None
+        if scenario.proxied:
+            assert stack is not None, "proxied scenarios need the private stack (its Kafka's proxied listener)"
+            self.routes = Routes.of(stack, scenario.relays)
+            self.toxi = Toxiproxy()
+
+    def role_settings(self, role: str) -> Settings:
+        """What a paylink process of ``role`` gets: the direct settings, or its proxies' in a proxied run."""
+        return self.settings if self.routes is None else self.routes.settings(self.settings, role)
+
+    def _process(self, command: str, role: str) -> PaylinkProcess:
+        prefix = self.scenario.wrap.get(role) or self.scenario.wrap.get(command)
+        settings = self.role_settings(role)
+        if prefix:
+            return WrappedProcess(prefix, command, settings, self.log_dir)
+        return PaylinkProcess(command, settings, self.log_dir)
 
     # --- processes -------------------------------------------------------------------------------
 
     def start_worker(self) -> PaylinkProcess:
-        worker = PaylinkProcess("worker", self.settings, self.log_dir).start()
+        worker = self._process("worker", "worker").start()
         self.workers.append(worker)
         return worker
 
     def start_relay(self) -> PaylinkProcess:
-        relay = PaylinkProcess("relay", self.settings, self.log_dir).start()
+        relay = self._process("relay", f"relay-{len(self.relays)}").start()
         self.relays.append(relay)
         return relay
 
@@ -608,6 +630,17 @@ class ScenarioRun:
             elif self.webhook_endpoint is not None:
                 await self.stripe.delete(f"/v1/webhook_endpoints/{self.webhook_endpoint}", headers=STRIPE_HEADERS)
 
+    async def _forget_proxies(self) -> None:
+        if self.toxi is None or self.routes is None:
+            return
+        for what, count in self.toxi.fired.items():
+            self.chaos[what] += count
+        with contextlib.suppress(RuntimeError, httpx.HTTPError):
+            await self.toxi.reset()
+            for proxy in self.routes.proxies:
+                await self.toxi.delete(proxy.name)
+        await self.toxi.close()
+
     def crashed(self, error: BaseException) -> ScenarioResult:
         """The result of a scenario that could not run to its checks: one ``goal_met`` violation."""
         checks = {name: Check(name) for name in INVARIANTS}
@@ -628,6 +661,9 @@ class ScenarioRun:
         if (scenario.private or scenario.stripe_config) and self.stack is None:
             raise RuntimeError(f"{scenario.name} restarts services or configures the emulators: private stack only")
         await self._create_topics()
+        if self.toxi is not None and self.routes is not None:
+            for proxy in self.routes.proxies:
+                await self.toxi.create(proxy)
         world = self.world = await seed_world(self.db, self.services.stripe_base)
         await self._probe(world.quiet_stripe_accounts)
         if scenario.webhooks:
@@ -689,6 +725,7 @@ class ScenarioRun:
             running = [p for p in [*self.workers, *self.relays, *self.webhooks] if p.alive]
             await asyncio.gather(*(self.terminate(p, chaos=False) for p in running))
             await self._forget_webhooks()
+            await self._forget_proxies()
         observation.unexpected_exits = list(self._unexpected)
         checks = check_all(world, messages, self.settings.requests_topic, observation)
         if scenario.goal is not None:
