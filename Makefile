@@ -14,7 +14,7 @@ export PAYLINK_SHORTENER_URL ?= http://127.0.0.1:12180/shorten
 
 PYTEST_ARGS ?=
 
-.PHONY: go-tools setup test unit check services-up services-down services-status demo bench reliability mutation clean
+.PHONY: go-tools setup test unit check services-up services-down services-status demo bench reliability soak faketime mutation clean
 
 setup: .venv/.installed $(KAFKA_LIBS)/.resolved $(FERRETDB)
 
@@ -76,9 +76,19 @@ demo: services-up
 bench: setup
 	$(PY) -m tests.benchmarks.run
 
-# Crash, restart and fault-storm scenarios on a private stack; exits non-zero on any violation.
-reliability: setup
+# Crash, restart, fault-storm, network-fault (Toxiproxy) and skewed-clock (faketime) scenarios on a private
+# stack; exits non-zero on any violation.
+reliability: setup $(GO_TOOLS) faketime
 	$(PY) -m tests.reliability.run
+
+# Twenty minutes of steady load with a low rate of faults; fails on a growing trend (writes .local/soak/*/soak.{csv,png}).
+soak: setup $(GO_TOOLS)
+	$(PY) -m tests.reliability.soak
+
+# Debian's faketime (skewed clocks for one process): installed when missing, else the scenario is skipped loudly.
+faketime:
+	@command -v faketime >/dev/null || (apt-get install -y faketime || sudo apt-get install -y faketime) \
+		|| echo "!!! faketime could not be installed: the skewed_clocks scenario will be skipped !!!"
 
 # Mutation testing of domain/ against tests/unit (config: [tool.mutmut] in pyproject.toml; work dir mutants/),
 # then the grade: exits non-zero below 95% killed overall or 90% in any module (tests/mutation/score.py).

@@ -44,6 +44,7 @@ PUBLISH_LAG = Histogram(
 )
 RELAY_PUBLISHED = Counter("paylink_relay_published_total", "Result events published by the relay")
 LEASE_ACTIVE = Gauge("paylink_relay_lease_active", "1 while this relay holds the lease")
+ASYNCIO_TASKS = Gauge("paylink_asyncio_tasks", "asyncio tasks alive in this process (a steady rise is a leak)")
 WEBHOOKS = Counter(
     "paylink_webhooks_total",
     "Stripe webhook deliveries by event type and outcome (applied, unchanged, duplicate, ignored, pending, "

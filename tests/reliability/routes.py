@@ -23,9 +23,10 @@ class Routes:
     stripe: Proxy
     shortener: Proxy
     mongo: dict[str, Proxy]  # by role: "worker", "relay-0", "relay-1", …
+    kafka_for: frozenset[str] = frozenset({"worker", "relay"})  # commands that reach Kafka through its proxy
 
     @classmethod
-    def of(cls, stack: PrivateStack, relays: int) -> Routes:
+    def of(cls, stack: PrivateStack, relays: int, kafka_for: frozenset[str] = frozenset({"worker", "relay"})) -> Routes:
         assert stack.kafka_proxied is not None, "the Kafka proxy needs the broker's proxied listener"
         listen, advertised = stack.kafka_proxied
         mongo_base = stack.mongo_port + PROXY_OFFSET
@@ -35,6 +36,7 @@ class Routes:
             stripe=Proxy("stripe", stack.stripe_port + PROXY_OFFSET, stack.stripe_port),
             shortener=Proxy("shortener", stack.shortener_port + PROXY_OFFSET, stack.shortener_port),
             mongo={role: Proxy(f"mongo-{role}", mongo_base + i, stack.mongo_port) for i, role in enumerate(roles)},
+            kafka_for=kafka_for,
         )
 
     @property
@@ -45,10 +47,12 @@ class Routes:
         """``direct`` (the suite's settings) with every dependency reached through this role's proxies."""
         database = direct.mongodb_uri.rsplit("/", 1)[1]
         mongo = self.mongo.get(role, self.mongo["worker"])
+        proxied_kafka = role.split("-")[0] in self.kafka_for
+        # localhost: the name the broker advertises for its proxied listener
+        kafka = f"localhost:{self.kafka.listen_port}" if proxied_kafka else direct.kafka_bootstrap_servers
         return direct.model_copy(
             update={
-                # localhost: the name the broker advertises for its proxied listener
-                "kafka_bootstrap_servers": f"localhost:{self.kafka.listen_port}",
+                "kafka_bootstrap_servers": kafka,
                 "mongodb_uri": f"mongodb://{mongo.address}/{database}",
                 "stripe_api_base": f"http://{self.stripe.address}",
                 "shortener_url": f"http://{self.shortener.address}/shorten",

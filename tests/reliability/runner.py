@@ -74,6 +74,7 @@ class Scenario:
     chaos: Chaos | None = None
     hostile: Hostile | None = None
     hostile_count: int = 0
+    hostile_after: float = 0.0  # the hostile messages go after this share of the valid ones (a clean start)
     workers: int = 1
     relays: int = 2
     settings: dict[str, Any] = field(default_factory=dict)
@@ -88,7 +89,9 @@ class Scenario:
     cancels: int = 0  # PaymentLinkCancelRequested mixed into the stream (workload.mix_cancels)
     paid_cancels: int = 0  # links paid on the hosted page mid-run, then cancelled (→ already_paid)
     proxied: bool = False  # paylink's processes reach every dependency through Toxiproxy (routes.Routes)
+    kafka_proxied_for: frozenset[str] = frozenset({"worker", "relay"})  # who reaches Kafka via its proxy
     wrap: dict[str, list[str]] = field(default_factory=dict)  # role → command prefix (e.g. faketime), private only
+    metrics_port: int | None = None  # the first process's /metrics port, the next one's +1, … (the soak's samples)
 
 
 @dataclass
@@ -154,7 +157,7 @@ class ScenarioRun:
         self.toxi: Toxiproxy | None = None
         if scenario.proxied:
             assert stack is not None, "proxied scenarios need the private stack (its Kafka's proxied listener)"
-            self.routes = Routes.of(stack, scenario.relays)
+            self.routes = Routes.of(stack, scenario.relays, scenario.kafka_proxied_for)
             self.toxi = Toxiproxy()
 
     def role_settings(self, role: str) -> Settings:
@@ -164,6 +167,9 @@ class ScenarioRun:
     def _process(self, command: str, role: str) -> PaylinkProcess:
         prefix = self.scenario.wrap.get(role) or self.scenario.wrap.get(command)
         settings = self.role_settings(role)
+        if self.scenario.metrics_port is not None:
+            port = self.scenario.metrics_port + len(self.workers) + len(self.relays)
+            settings = settings.model_copy(update={"metrics_port": port})
         if prefix:
             return WrappedProcess(prefix, command, settings, self.log_dir)
         return PaylinkProcess(command, settings, self.log_dir)
@@ -381,8 +387,10 @@ class ScenarioRun:
         mix = Mix(world, self.rng, self.scenario.weights)
         messages = mix.first() + [mix.next() for _ in range(self.scenario.requests - 1)]
         if self.scenario.hostile is not None:
+            clean = max(1, int(len(messages) * self.scenario.hostile_after))
+            self.state["clean_ids"] = {m.event_id for m in messages[:clean] if m.valid}
             for bad in self.scenario.hostile(world, self.rng, self.scenario.hostile_count):
-                messages.insert(self.rng.randrange(1, len(messages) + 1), bad)
+                messages.insert(self.rng.randrange(clean, len(messages) + 1), bad)
         if self.scenario.cancels:
             messages = mix_cancels(world, self.rng, messages, self.scenario.cancels)
         return messages
@@ -490,6 +498,18 @@ class ScenarioRun:
                     return True
                 await asyncio.sleep(0.3)
             return False
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    async def lag_now(self) -> tuple[dict[int, int], dict[int, int]]:
+        """The group's committed offsets and the partitions' ends, now (the soak's sampler)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await consumer.start()
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            return await self._offsets(consumer, admin)
         finally:
             await consumer.stop()
             await admin.close()

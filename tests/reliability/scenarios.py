@@ -29,7 +29,10 @@ from pydantic import SecretStr
 
 from consumer.runtime.settings import LOCAL_STRIPE_TEST_KEY
 from tests.reliability import lifecycle
+from tests.reliability.clocks import skew_scenarios
+from tests.reliability.hostile import hostile_scenario
 from tests.reliability.invariants import Observation
+from tests.reliability.network import network_scenarios
 from tests.reliability.runner import Chaos, Scenario, ScenarioRun
 from tests.reliability.workload import Sent, World, hostile_fixed, hostile_random_bytes, hypothesis_messages
 
@@ -472,4 +475,7 @@ def scenarios(reduced: bool = False) -> list[Scenario]:
             weights={"cross_tenant": 20, "hostile_contact": 20, "forged_account": 8},
             chaos=worker_kills(1),
         ),
+        hostile_scenario(),
+        *network_scenarios(),
+        *skew_scenarios(),
     ]
