@@ -20,5 +20,6 @@ def store_errors(operation: str) -> Iterator[None]:
     except TRANSIENT as error:
         raise RetryableError(
             # The driver's message says which failure (pool cleared, timeout, closed): host:port, no credentials.
-            "internal_error", f"MongoDB unavailable during {operation}: {type(error).__name__}: {error}"[:300]
+            "internal_error",
+            f"MongoDB unavailable during {operation}: {type(error).__name__}: {error}"[:300],
         ) from error
