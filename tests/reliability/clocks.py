@@ -50,9 +50,17 @@ def relay_handovers(times: int) -> Chaos:
     async def chaos(run: ScenarioRun) -> None:
         for moment in [0.25 + 0.6 * i / times for i in range(times)]:
             await run.at(moment)
-            active = await run.active_relay()
+            active = None
+            for _ in range(50):  # a relay just restarted may still be taking the lease over
+                active = await run.active_relay()
+                if active is not None:
+                    break
+                await asyncio.sleep(0.2)
             if active is None:
+                run.notes.append("no active relay found to kill")
                 continue
+            skew = "skewed" if run.relays.index(active) == 0 else "true-clock"
+            run.notes.append(f"SIGKILL the active relay ({skew}) at {run.elapsed():.1f}s")
             run.kill(active)
             await asyncio.sleep(run.settings.relay_lease_s + 1.5)
             run.restart(active)

@@ -62,7 +62,7 @@ async def run_all(
             for s in chosen
         ]
     log_root = stack.state_dir / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    toxiproxy = ToxiproxyServer(log_root)
+    toxiproxy = ToxiproxyServer(log_root, stack.toxiproxy_port)
     if any(s.proxied for s in chosen):
         await toxiproxy.start()
     try:

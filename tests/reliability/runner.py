@@ -158,7 +158,7 @@ class ScenarioRun:
         if scenario.proxied:
             assert stack is not None, "proxied scenarios need the private stack (its Kafka's proxied listener)"
             self.routes = Routes.of(stack, scenario.relays, scenario.kafka_proxied_for)
-            self.toxi = Toxiproxy()
+            self.toxi = Toxiproxy(stack.toxiproxy_port)
 
     def role_settings(self, role: str) -> Settings:
         """What a paylink process of ``role`` gets: the direct settings, or its proxies' in a proxied run."""

@@ -27,13 +27,13 @@ from pathlib import Path
 import httpx
 
 from tests.reliability.report import write_report
-from tests.reliability.run import STATE_DIR
 from tests.reliability.runner import Chaos, Scenario, ScenarioRun
 from tests.reliability.soak_plot import plot, slope_per_minute
 from tests.reliability.stack import ROOT, PrivateStack
 from tests.reliability.toxiproxy import ToxiproxyServer
 
 METRICS_PORT = 19590  # worker :19590, relays :19591 and :19592
+SOAK_STATE = ROOT / ".local" / "soak-stack"  # its own stack and ports: it can run beside `make reliability`
 # Growth per minute over the steady part above which the soak fails: a leak of one buffer per request
 # (~10 KB at 12 requests/s) would add ~7 MiB a minute; one file descriptor or task a minute is a slow leak.
 LIMITS = {"rss_mib": 1.0, "fds": 0.5, "tasks": 1.0, "unpublished": 5.0, "lag": 5.0}
@@ -68,7 +68,7 @@ async def _sample(run: ScenarioRun, http: httpx.AsyncClient, rows: list[dict[str
     try:
         sizes = {
             "unpublished": await db["outbox"].count_documents({"published": False}),
-            "outbox": await db["outbox"].estimated_document_count(),
+            "outbox": await db["outbox_published"].estimated_document_count(),  # grows until the retention purge
             "sagas": await db["sagas"].estimated_document_count(),
             "dead_letters": await db["dead_letters"].estimated_document_count(),
         }
@@ -184,7 +184,7 @@ def judge(rows: list[dict[str, object]]) -> tuple[list[str], list[str]]:
 async def _soak(args: argparse.Namespace, stack: PrivateStack, out: Path) -> int:
     rows: list[dict[str, object]] = []
     scenario = soak_scenario(args.minutes, args.rate, args.sample_s, rows)
-    server = ToxiproxyServer(out)
+    server = ToxiproxyServer(out, stack.toxiproxy_port)
     await server.start()
     try:
         result = await ScenarioRun(scenario, stack.services, stack, out, seed=args.seed).execute()
@@ -213,7 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     out = ROOT / ".local" / "soak" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    stack = PrivateStack(STATE_DIR)
+    stack = PrivateStack(
+        SOAK_STATE,
+        kafka_port=19692,
+        mongo_port=19617,
+        stripe_port=19611,
+        shortener_port=19680,
+        webhooks_port=19688,
+        kafka_proxied=(19694, 19792),
+        toxiproxy_port=18475,
+    )
     stack.up()
     started = time.monotonic()
     try:

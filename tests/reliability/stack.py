@@ -46,6 +46,7 @@ class PrivateStack:
         shortener_port: int = 19380,
         webhooks_port: int = 19388,
         kafka_proxied: tuple[int, int] | None = (19394, 19492),
+        toxiproxy_port: int = 18474,  # the API of the Toxiproxy the proxied scenarios use
     ) -> None:
         self.state_dir = state_dir
         self.kafka_port = kafka_port
@@ -56,6 +57,7 @@ class PrivateStack:
         # Kafka's third listener (listen, advertised): the advertised port is Toxiproxy's Kafka proxy
         # (tests/reliability/toxiproxy.py), so that a process bootstrapping there stays behind the proxy.
         self.kafka_proxied = kafka_proxied
+        self.toxiproxy_port = toxiproxy_port
         self.restarts: dict[str, int] = {}
 
     @property
