@@ -21,6 +21,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from tests.reliability.clocks import no_two_publishing, watch_overlap
 from tests.reliability.invariants import Observation
 from tests.reliability.runner import Chaos, Scenario, ScenarioRun
 from tests.reliability.toxiproxy import Partition, Stream, Toxiproxy
@@ -165,10 +166,20 @@ def fired_at_least(**minimum: int) -> Callable[[ScenarioRun, Observation], list[
 
 
 def standby_took_over(run: ScenarioRun, obs: Observation) -> list[str]:
-    problems = fired_at_least(mongo_relay=1)(run, obs)
+    problems = fired_at_least(mongo_relay=1)(run, obs) + no_two_publishing(run, obs)
     if "takeover_s" not in run.state:
         problems.append("the standby never took the lease while the active relay was cut off")
     return problems
+
+
+RELAY_METRICS_PORT = 19585  # mongo_partition_relay: worker :19585, relays :19586 and :19587
+
+
+def both(*parts: Chaos) -> Chaos:
+    async def chaos(run: ScenarioRun) -> None:
+        await asyncio.gather(*(part(run) for part in parts))
+
+    return chaos
 
 
 def network_scenarios() -> list[Scenario]:
@@ -199,7 +210,8 @@ def network_scenarios() -> list[Scenario]:
             "the relay holding the lease is cut off from MongoDB for three lease lengths; the standby takes over",
             requests=200,
             produce_s=25,
-            chaos=partition_of(the_active_relay, 0.3, 3 * 2.0 + 2.0),
+            chaos=both(partition_of(the_active_relay, 0.3, 3 * 2.0 + 2.0), watch_overlap(RELAY_METRICS_PORT)),
+            metrics_port=RELAY_METRICS_PORT,
             goal=standby_took_over,
             proxied=True,
             private=True,
