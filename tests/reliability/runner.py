@@ -47,7 +47,7 @@ from tests.e2e.processes import PaylinkProcess, logs_of
 from tests.integration.harness import STRIPE_HEADERS, settings_for, stripe_objects
 from tests.reliability.invariants import INVARIANTS, PLACE, Check, Observation, check_all
 from tests.reliability.process import WrappedProcess
-from tests.reliability.readiness import wait_kafka, wait_mongo, wait_service
+from tests.reliability.readiness import NotReady, wait_kafka, wait_mongo, wait_service, wait_until
 from tests.reliability.routes import Routes
 from tests.reliability.stack import PrivateStack, Services
 from tests.reliability.toxiproxy import Toxiproxy
@@ -228,6 +228,36 @@ class ScenarioRun:
         code = await asyncio.to_thread(process.process.wait, timeout_s)
         output = "\n".join(p.read_text(errors="replace") for p in self.log_dir.glob(f"{command}-{id(process)}-*.log"))
         return code, output
+
+    async def _processes_ready(self) -> None:
+        """The production window (and its chaos) starts once paylink is up: a relay holds the lease and
+        every worker logged its start. On a loaded machine a process took 16 s to import; a window of 8 s
+        then ended before any relay could be killed (the suite failing on itself, not on paylink)."""
+
+        async def probe() -> str | None:
+            if self.relays and await self.active_relay() is None:
+                return "no relay holds the lease yet"
+            for worker in self.workers:
+                if not self.has_started(worker):
+                    return "a worker has not started yet"
+            return None
+
+        waited = await wait_until(probe, "paylink's processes", READY_TIMEOUT_S)
+        if waited > 5:
+            self.notes.append(f"paylink's processes were up after {waited:.0f}s")
+
+    def has_started(self, process: PaylinkProcess) -> bool:
+        """Whether ``process`` (its current run) logged that it started: its signal handlers are in place."""
+        log = self.log_dir / f"{process.command}-{id(process)}-{process.starts}.log"
+        with contextlib.suppress(OSError):
+            return f'"{process.command} started"' in log.read_text(errors="replace")
+        return False
+
+    async def until_started(self, process: PaylinkProcess, timeout_s: float = READY_TIMEOUT_S) -> None:
+        async def probe() -> str | None:
+            return None if self.has_started(process) else f"{process.command} not started yet"
+
+        await wait_until(probe, f"paylink {process.command}", timeout_s)
 
     async def running_sagas(self) -> int:
         try:
@@ -698,6 +728,7 @@ class ScenarioRun:
             self.start_webhooks()
             if not await self.webhooks_ready():
                 self.notes.append("paylink webhooks was not ready within 30s")
+        await self._processes_ready()
         stop_watch = asyncio.Event()
         watchdog = asyncio.create_task(self._watchdog(stop_watch))
         self._started = time.monotonic()
@@ -743,6 +774,10 @@ class ScenarioRun:
             stop_watch.set()
             await watchdog
             running = [p for p in [*self.workers, *self.relays, *self.webhooks] if p.alive]
+            for process in running:  # one restarted late may still be importing: SIGTERM would end it raw
+                if process.command != "webhooks":
+                    with contextlib.suppress(NotReady):
+                        await self.until_started(process, 60)
             await asyncio.gather(*(self.terminate(p, chaos=False) for p in running))
             await self._forget_webhooks()
             await self._forget_proxies()

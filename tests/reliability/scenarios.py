@@ -95,11 +95,13 @@ async def rebalance(run: ScenarioRun) -> None:
     second = run.start_worker()
     run.chaos["worker joined"] += 1
     await run.at(0.45)
+    await run.until_started(run.workers[0])  # a SIGTERM before its handlers are in place is no drain
     await run.terminate(run.workers[0])
     await run.at(0.65)
     run.restart(run.workers[0])
     run.chaos["worker joined"] += 1
     await run.at(0.85)
+    await run.until_started(second)
     run.kill(second)
     await asyncio.sleep(1.0)
     run.restart(second)
