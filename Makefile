@@ -20,7 +20,7 @@ PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3.11 python3; 
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& { command -v $$p; break; }; done)
 
-.PHONY: go-tools setup test unit check services-up services-down services-status demo bench reliability mutation clean
+.PHONY: go-tools setup test unit check services-up services-down services-status demo bench reliability soak faketime mutation clean
 
 setup: .venv/.installed $(KAFKA_LIBS)/.resolved $(FERRETDB)
 
@@ -87,9 +87,19 @@ demo: services-up
 bench: setup
 	$(PY) -m tests.benchmarks.run
 
-# Crash, restart and fault-storm scenarios on a private stack; exits non-zero on any violation.
-reliability: setup
+# Crash, restart, fault-storm, network-fault (Toxiproxy) and skewed-clock (faketime) scenarios on a private
+# stack; exits non-zero on any violation.
+reliability: setup $(GO_TOOLS) faketime
 	$(PY) -m tests.reliability.run
+
+# Twenty minutes of steady load with a low rate of faults; fails on a growing trend (writes .local/soak/*/soak.{csv,png}).
+soak: setup $(GO_TOOLS)
+	$(PY) -m tests.reliability.soak
+
+# Debian's faketime (skewed clocks for one process): installed when missing, else the scenario is skipped loudly.
+faketime:
+	@command -v faketime >/dev/null || (apt-get install -y faketime || sudo apt-get install -y faketime) \
+		|| echo "!!! faketime could not be installed: the skewed_clocks scenario will be skipped !!!"
 
 # Mutation testing of domain/ against tests/unit (config: [tool.mutmut] in pyproject.toml; work dir mutants/),
 # then the grade: exits non-zero below 95% killed overall or 90% in any module (tests/mutation/score.py).

@@ -83,6 +83,9 @@ PUBLISH_LAG = Histogram(
 )
 RELAY_PUBLISHED = Counter("paylink_relay_published_total", "Result events published by the relay", registry=None)
 LEASE_ACTIVE = Gauge("paylink_relay_lease_active", "1 while this relay holds the lease", registry=None)
+ASYNCIO_TASKS = Gauge(
+    "paylink_asyncio_tasks", "asyncio tasks alive in this process (a steady rise is a leak)", registry=None
+)
 WEBHOOKS = Counter(
     "paylink_webhooks_total",
     "Stripe webhook deliveries by event type and outcome (applied, unchanged, duplicate, ignored, pending, "
@@ -114,6 +117,7 @@ WORKER: tuple[Metric, ...] = (
     IN_FLIGHT,
     CONSUMER_LAG,
     DEAD_LETTERS,
+    ASYNCIO_TASKS,
 )
 RELAY: tuple[Metric, ...] = (
     RELAY_PUBLISHED,
@@ -125,6 +129,7 @@ RELAY: tuple[Metric, ...] = (
     STRIPE_REQUESTS,
     STRIPE_SECONDS,
     RETRIES,
+    ASYNCIO_TASKS,
 )
 WEBHOOKS_PROCESS: tuple[Metric, ...] = (WEBHOOKS, LIFECYCLE_EVENTS, RETRIES)
 ALL: tuple[Metric, ...] = tuple(dict.fromkeys((*WORKER, *RELAY, *WEBHOOKS_PROCESS)))

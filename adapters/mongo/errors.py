@@ -19,5 +19,7 @@ def store_errors(operation: str) -> Iterator[None]:
         yield
     except TRANSIENT as error:
         raise RetryableError(
-            "internal_error", f"MongoDB unavailable during {operation}: {type(error).__name__}"
+            # The driver's message says which failure (pool cleared, timeout, closed): host:port, no credentials.
+            "internal_error",
+            f"MongoDB unavailable during {operation}: {type(error).__name__}: {error}"[:300],
         ) from error

@@ -17,11 +17,17 @@ and the reliability suite saw two relays take one expired lease at once — 191 
 term}``, written by the holder after each claim or renewal. A view naming an owner the terms do not know
 (a relay of the version before terms, during a rolling upgrade) is respected until it expires. Old terms
 are pruned as new ones are claimed.
-Clocks of the relays' hosts are assumed to agree within a small fraction of the lease length.
+Every expiry is judged by one clock, the store's (``hello``'s ``localTime``; ``$currentDate`` on
+release): relays whose hosts' clocks disagree by minutes still agree on who holds the lease. (With each
+relay's own wall clock, a relay 90 s ahead saw every term expired and took the lease while its holder
+kept renewing: two active relays — reliability suite, ``skewed_clocks``, issue #17.) The holder measures
+its own deadline on its monotonic clock from the moment it asked, so it gives up no later than the store
+would let a standby in.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +43,7 @@ TERMS_KEPT = 8
 
 class MongoLease:
     def __init__(self, database: AsyncDatabase[dict[str, Any]], name: str, owner: str, length: timedelta) -> None:
+        self._database = database
         self._leases = database["leases"]
         self._terms = database["lease_terms"]
         self._name = name
@@ -44,19 +51,20 @@ class MongoLease:
         self._length = length
         self._margin = length / 10
         self._term: int | None = None  # the term this owner holds, as far as it knows
-        self._expires: datetime | None = None  # … until then
+        self._deadline: float | None = None  # … until then (monotonic; the store's expiry less the margin)
 
     def _term_id(self, term: int) -> str:
         return f"{self._name}:{term:012d}"
 
     async def acquire(self) -> bool:
-        """Takes or renews the lease; True when this owner holds it until ``now + length``."""
-        now = datetime.now(UTC)
+        """Takes or renews the lease; True when this owner holds it until ``now + length`` (store time)."""
+        asked = time.monotonic()  # before the store read its clock: the store's expiry is later than ours
         with store_errors("lease acquire"):
-            holding = self._term is not None and self._expires is not None and now < self._expires - self._margin
-            if holding and await self._renew(now):
+            now = await self._store_now()
+            holding = self._term is not None and self._deadline is not None and asked < self._deadline
+            if holding and await self._renew(now, asked):
                 return True
-            self._term = self._expires = None
+            self._term = self._deadline = None
             newest = await self._newest()
             if newest is not None and _aware(newest["expires_at"]) >= now:
                 return False  # held (possibly by this owner, whose renewal came too late: it waits too)
@@ -82,20 +90,28 @@ class MongoLease:
                 )
             except DuplicateKeyError:
                 return False  # another contender claimed this term first
-            self._term, self._expires = term, expires
+            self._term, self._deadline = term, self._deadline_from(asked)
             await self._show(now, expires)
             await self._terms.delete_many({"lease": self._name, "term": {"$lte": term - TERMS_KEPT}})
             return True
 
-    async def _renew(self, now: datetime) -> bool:
-        assert self._term is not None and self._expires is not None
+    def _deadline_from(self, asked: float) -> float:
+        return asked + (self._length - self._margin).total_seconds()
+
+    async def _store_now(self) -> datetime:
+        """The store's clock: the one clock every contender compares expiries with."""
+        reply = await self._database.client.admin.command("hello")
+        return _aware(reply["localTime"])
+
+    async def _renew(self, now: datetime, asked: float) -> bool:
+        assert self._term is not None and self._deadline is not None
         expires = now + self._length
         result = await self._terms.update_one(
             {"_id": self._term_id(self._term), "owner": self.owner}, {"$set": {"expires_at": expires}}
         )
-        if result.matched_count != 1 or datetime.now(UTC) >= self._expires - self._margin:
+        if result.matched_count != 1 or time.monotonic() >= self._deadline:
             return False  # gone, or too late to be sure no standby saw the term expired
-        self._expires = expires
+        self._deadline = self._deadline_from(asked)
         await self._show(now, expires)
         return True
 
@@ -113,13 +129,11 @@ class MongoLease:
         """Lets a standby take over at once (on graceful shutdown)."""
         if self._term is None:
             return
-        now = datetime.now(UTC)
+        expire_now = {"$currentDate": {"expires_at": True}}  # the store's clock, like every expiry
         with store_errors("lease release"):
-            await self._terms.update_one(
-                {"_id": self._term_id(self._term), "owner": self.owner}, {"$set": {"expires_at": now}}
-            )
-            await self._leases.update_one({"_id": self._name, "owner": self.owner}, {"$set": {"expires_at": now}})
-        self._term = self._expires = None
+            await self._terms.update_one({"_id": self._term_id(self._term), "owner": self.owner}, expire_now)
+            await self._leases.update_one({"_id": self._name, "owner": self.owner}, expire_now)
+        self._term = self._deadline = None
 
     async def current(self) -> LeaseState | None:
         with store_errors("lease read"):

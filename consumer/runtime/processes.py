@@ -165,6 +165,7 @@ Sample = Callable[[], Awaitable[None]]
 async def _every(stop: asyncio.Event, sample: Sample) -> None:
     """Runs ``sample`` every ``SAMPLE_INTERVAL_S`` until ``stop``; a failed sample is skipped, never fatal."""
     while not stop.is_set():
+        metrics.ASYNCIO_TASKS.set(len(asyncio.all_tasks()))
         try:
             await asyncio.wait_for(sample(), timeout=5 * SAMPLE_INTERVAL_S)
         except Exception as error:  # metrics must never take the process down

@@ -53,6 +53,7 @@ class RelayStats:
     batches: int = 0
     purged: int = 0
     active: bool = False
+    fenced: int = 0  # batches read but not sent: the lease might have passed while they were read
 
 
 def headers_for(entry: OutboxEntry) -> list[tuple[str, bytes]]:
@@ -137,19 +138,29 @@ class Relay:
         # Renew at a third of the lease so one slow round trip never lets it lapse while active.
         if self.stats.active and time.monotonic() - self._renewed_at < self._options.lease_length_s / 3:
             return True
+        asked = time.monotonic()  # before the store stamped the term: the lease runs at least this long
         active = await self._lease.acquire()
         if active != self.stats.active:
             log.info("relay lease %s", "acquired" if active else "lost", extra={"owner": self._lease.owner})
         self.stats.active = active
         metrics.LEASE_ACTIVE.set(1 if active else 0)
         if active:
-            self._renewed_at = time.monotonic()
+            self._renewed_at = asked
         return active
+
+    def _still_holding(self) -> bool:
+        """Whether the lease surely has not passed since the last renewal (a tenth of it kept as margin,
+        as the lease keeps): a batch read slowly (a stalled store) is not sent by a relay that may have
+        lost the lease meanwhile — its successor publishes it (reliability ``mongo_partition_relay``)."""
+        return time.monotonic() - self._renewed_at < self._options.lease_length_s * 0.9
 
     async def publish_batch(self) -> int:
         """Publishes the oldest unpublished entries; returns how many."""
         entries = await self._outbox.unpublished(self._options.batch_size)
         if not entries:
+            return 0
+        if not self._still_holding():
+            self.stats.fenced += 1
             return 0
         acknowledgements: list[Any] = []
         spans = tracing.ProduceSpans(self._options.topic)

@@ -101,17 +101,32 @@ def mongo_answers(port: int) -> bool:
 KAFKA_LIBS = LOCAL / "kafka" / "libs"
 
 
+# A third listener whose advertised address is a proxy's (the reliability suite's Toxiproxy): a client
+# bootstrapping through the proxy is told to reach the broker at the proxy again, so every byte of its
+# connections passes the proxy (with one listener, it would bypass the proxy after the bootstrap).
+# (listen port, advertised port), set by `--kafka-proxied-listener LISTEN:ADVERTISED`; None: no such listener.
+KAFKA_PROXIED: tuple[int, int] | None = None
+
+
 def kafka_properties(port: int) -> Path:
     controller = port + 1
+    listeners = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"
+    advertised = f"PLAINTEXT://localhost:{port},CONTROLLER://localhost:{controller}"
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if KAFKA_PROXIED is not None:
+        listen, proxy = KAFKA_PROXIED
+        listeners += f",PROXIED://127.0.0.1:{listen}"
+        advertised += f",PROXIED://localhost:{proxy}"
+        protocols += ",PROXIED:PLAINTEXT"
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": f"localhost:{controller}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-        "advertised.listeners": f"PLAINTEXT://localhost:{port},CONTROLLER://localhost:{controller}",
+        "listeners": listeners,
+        "advertised.listeners": advertised,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": protocols,
         "log.dirs": str(KAFKA_DATA),
         "num.partitions": "6",
         "offsets.topic.replication.factor": "1",
@@ -314,7 +329,14 @@ def main() -> None:
     parser.add_argument("--jaeger-port", type=int, default=16686, help="Jaeger query API and UI")
     parser.add_argument("--jaeger-otlp-port", type=int, default=4318, help="Jaeger's OTLP/HTTP receiver")
     parser.add_argument("--state-dir", type=Path, default=LOCAL, help="where data, logs and pid files live")
+    parser.add_argument(
+        "--kafka-proxied-listener", metavar="LISTEN:ADVERTISED", help="a third Kafka listener advertised at a proxy"
+    )
     args = parser.parse_args()
+    if args.kafka_proxied_listener:
+        global KAFKA_PROXIED
+        listen, advertised = args.kafka_proxied_listener.split(":")
+        KAFKA_PROXIED = (int(listen), int(advertised))
     use_state_dir(args.state_dir.resolve())
     for directory in (RUN, LOGS, KAFKA_DATA, FERRETDB_DATA):
         directory.mkdir(parents=True, exist_ok=True)

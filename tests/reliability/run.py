@@ -28,9 +28,10 @@ import httpx
 from pymongo import AsyncMongoClient
 
 from tests.reliability.report import write_report
-from tests.reliability.runner import ScenarioResult, ScenarioRun
+from tests.reliability.runner import Scenario, ScenarioResult, ScenarioRun
 from tests.reliability.scenarios import scenarios
 from tests.reliability.stack import ROOT, PrivateStack
+from tests.reliability.toxiproxy import ToxiproxyServer
 
 STATE_DIR = ROOT / ".local" / "reliability"
 
@@ -61,6 +62,16 @@ async def run_all(
             for s in chosen
         ]
     log_root = stack.state_dir / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    toxiproxy = ToxiproxyServer(log_root, stack.toxiproxy_port)
+    if any(s.proxied for s in chosen):
+        await toxiproxy.start()
+    try:
+        return await _run_each(chosen, seed, stack, log_root)
+    finally:
+        toxiproxy.stop()
+
+
+async def _run_each(chosen: list[Scenario], seed: int, stack: PrivateStack, log_root: Path) -> list[ScenarioResult]:
     results = []
     for index, scenario in enumerate(chosen):
         print(f"reliability: running {scenario.name} ({index + 1}/{len(chosen)})…", file=sys.stderr, flush=True)

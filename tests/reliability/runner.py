@@ -46,10 +46,15 @@ from domain.lifecycle_events import LIFECYCLE_EVENT_TYPES
 from tests.e2e.processes import PaylinkProcess, logs_of
 from tests.integration.harness import STRIPE_HEADERS, settings_for, stripe_objects
 from tests.reliability.invariants import INVARIANTS, PLACE, Check, Observation, check_all
+from tests.reliability.process import WrappedProcess
+from tests.reliability.readiness import NotReady, wait_kafka, wait_mongo, wait_service, wait_until
+from tests.reliability.routes import Routes
 from tests.reliability.stack import PrivateStack, Services
+from tests.reliability.toxiproxy import Toxiproxy
 from tests.reliability.workload import Mix, Sent, World, cancel_body, cancel_sent, mix_cancels, seed_world
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+READY_TIMEOUT_S = 240.0  # a Kafka restart took 120.8 s on a loaded machine (issue #17): twice that
 Document = dict[str, Any]
 Chaos = Callable[["ScenarioRun"], Awaitable[None]]
 Hostile = Callable[[World, random.Random, int], list[Sent]]
@@ -69,6 +74,7 @@ class Scenario:
     chaos: Chaos | None = None
     hostile: Hostile | None = None
     hostile_count: int = 0
+    hostile_after: float = 0.0  # the hostile messages go after this share of the valid ones (a clean start)
     workers: int = 1
     relays: int = 2
     settings: dict[str, Any] = field(default_factory=dict)
@@ -82,6 +88,10 @@ class Scenario:
     finish: Chaos | None = None  # after the first settle (e.g. `paylink reconcile`); then settled again
     cancels: int = 0  # PaymentLinkCancelRequested mixed into the stream (workload.mix_cancels)
     paid_cancels: int = 0  # links paid on the hosted page mid-run, then cancelled (→ already_paid)
+    proxied: bool = False  # paylink's processes reach every dependency through Toxiproxy (routes.Routes)
+    kafka_proxied_for: frozenset[str] = frozenset({"worker", "relay"})  # who reaches Kafka via its proxy
+    wrap: dict[str, list[str]] = field(default_factory=dict)  # role → command prefix (e.g. faketime), private only
+    metrics_port: int | None = None  # the first process's /metrics port, the next one's +1, … (the soak's samples)
 
 
 @dataclass
@@ -143,16 +153,36 @@ class ScenarioRun:
         self.db: AsyncDatabase[Document] = self.mongo[self.settings.mongodb_uri.rsplit("/", 1)[1]]
         self.stripe = httpx.AsyncClient(base_url=services.stripe_base, timeout=30)
         self.shortener = httpx.AsyncClient(base_url=services.shortener_base, timeout=30)
+        self.routes: Routes | None = None
+        self.toxi: Toxiproxy | None = None
+        if scenario.proxied:
+            assert stack is not None, "proxied scenarios need the private stack (its Kafka's proxied listener)"
+            self.routes = Routes.of(stack, scenario.relays, scenario.kafka_proxied_for)
+            self.toxi = Toxiproxy(stack.toxiproxy_port)
+
+    def role_settings(self, role: str) -> Settings:
+        """What a paylink process of ``role`` gets: the direct settings, or its proxies' in a proxied run."""
+        return self.settings if self.routes is None else self.routes.settings(self.settings, role)
+
+    def _process(self, command: str, role: str) -> PaylinkProcess:
+        prefix = self.scenario.wrap.get(role) or self.scenario.wrap.get(command)
+        settings = self.role_settings(role)
+        if self.scenario.metrics_port is not None:
+            port = self.scenario.metrics_port + len(self.workers) + len(self.relays)
+            settings = settings.model_copy(update={"metrics_port": port})
+        if prefix:
+            return WrappedProcess(prefix, command, settings, self.log_dir)
+        return PaylinkProcess(command, settings, self.log_dir)
 
     # --- processes -------------------------------------------------------------------------------
 
     def start_worker(self) -> PaylinkProcess:
-        worker = PaylinkProcess("worker", self.settings, self.log_dir).start()
+        worker = self._process("worker", "worker").start()
         self.workers.append(worker)
         return worker
 
     def start_relay(self) -> PaylinkProcess:
-        relay = PaylinkProcess("relay", self.settings, self.log_dir).start()
+        relay = self._process("relay", f"relay-{len(self.relays)}").start()
         self.relays.append(relay)
         return relay
 
@@ -198,6 +228,36 @@ class ScenarioRun:
         code = await asyncio.to_thread(process.process.wait, timeout_s)
         output = "\n".join(p.read_text(errors="replace") for p in self.log_dir.glob(f"{command}-{id(process)}-*.log"))
         return code, output
+
+    async def _processes_ready(self) -> None:
+        """The production window (and its chaos) starts once paylink is up: a relay holds the lease and
+        every worker logged its start. On a loaded machine a process took 16 s to import; a window of 8 s
+        then ended before any relay could be killed (the suite failing on itself, not on paylink)."""
+
+        async def probe() -> str | None:
+            if self.relays and await self.active_relay() is None:
+                return "no relay holds the lease yet"
+            for worker in self.workers:
+                if not self.has_started(worker):
+                    return "a worker has not started yet"
+            return None
+
+        waited = await wait_until(probe, "paylink's processes", READY_TIMEOUT_S)
+        if waited > 5:
+            self.notes.append(f"paylink's processes were up after {waited:.0f}s")
+
+    def has_started(self, process: PaylinkProcess) -> bool:
+        """Whether ``process`` (its current run) logged that it started: its signal handlers are in place."""
+        log = self.log_dir / f"{process.command}-{id(process)}-{process.starts}.log"
+        with contextlib.suppress(OSError):
+            return f'"{process.command} started"' in log.read_text(errors="replace")
+        return False
+
+    async def until_started(self, process: PaylinkProcess, timeout_s: float = READY_TIMEOUT_S) -> None:
+        async def probe() -> str | None:
+            return None if self.has_started(process) else f"{process.command} not started yet"
+
+        await wait_until(probe, f"paylink {process.command}", timeout_s)
 
     async def running_sagas(self) -> int:
         try:
@@ -264,7 +324,9 @@ class ScenarioRun:
         assert self.stack is not None, "service restarts need the private stack"
         seconds = await asyncio.to_thread(self.stack.restart, service, downtime_s)
         self.chaos[f"{service} restart"] += 1
-        self.notes.append(f"{service} restarted in {seconds:.1f}s")
+        # Listening is not usable: wait (with a deadline) for leaders / a write / health before going on.
+        waited = await wait_service(service, self.services, self.topics, READY_TIMEOUT_S)
+        self.notes.append(f"{service} restarted in {seconds:.1f}s, usable {waited:.1f}s later")
 
     async def add_fault(self, spec: dict[str, Any], emulator: str = "stripe") -> str:
         client = self.stripe if emulator == "stripe" else self.shortener
@@ -326,7 +388,17 @@ class ScenarioRun:
 
     # --- the run ---------------------------------------------------------------------------------
 
+    @property
+    def topics(self) -> list[str]:
+        return [self.settings.requests_topic, self.settings.results_topic]
+
+    async def ready(self) -> None:
+        """Before the suite's own clients produce: every partition has a leader, the store takes a write."""
+        await wait_kafka(self.settings.kafka_bootstrap_servers, self.topics, READY_TIMEOUT_S)
+        await wait_mongo(self.services.mongodb_uri, READY_TIMEOUT_S)
+
     async def _create_topics(self) -> None:
+        await wait_kafka(self.settings.kafka_bootstrap_servers, [], READY_TIMEOUT_S)  # the broker answers
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
         await admin.start()
         config = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
@@ -345,8 +417,10 @@ class ScenarioRun:
         mix = Mix(world, self.rng, self.scenario.weights)
         messages = mix.first() + [mix.next() for _ in range(self.scenario.requests - 1)]
         if self.scenario.hostile is not None:
+            clean = max(1, int(len(messages) * self.scenario.hostile_after))
+            self.state["clean_ids"] = {m.event_id for m in messages[:clean] if m.valid}
             for bad in self.scenario.hostile(world, self.rng, self.scenario.hostile_count):
-                messages.insert(self.rng.randrange(1, len(messages) + 1), bad)
+                messages.insert(self.rng.randrange(clean, len(messages) + 1), bad)
         if self.scenario.cancels:
             messages = mix_cancels(world, self.rng, messages, self.scenario.cancels)
         return messages
@@ -389,6 +463,7 @@ class ScenarioRun:
             self.sent.extend(sent)
 
     async def _produce_now(self, messages: list[Sent]) -> None:
+        await self.ready()
         deadline = time.monotonic() + 120
         while True:  # the broker may be restarting (chaos_monkey): try again until it answers
             producer = AIOKafkaProducer(
@@ -412,6 +487,7 @@ class ScenarioRun:
             await producer.stop()
 
     async def _produce(self, messages: list[Sent]) -> None:
+        await self.ready()
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             enable_idempotence=True,
@@ -452,6 +528,18 @@ class ScenarioRun:
                     return True
                 await asyncio.sleep(0.3)
             return False
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    async def lag_now(self) -> tuple[dict[int, int], dict[int, int]]:
+        """The group's committed offsets and the partitions' ends, now (the soak's sampler)."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await consumer.start()
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            return await self._offsets(consumer, admin)
         finally:
             await consumer.stop()
             await admin.close()
@@ -592,6 +680,17 @@ class ScenarioRun:
             elif self.webhook_endpoint is not None:
                 await self.stripe.delete(f"/v1/webhook_endpoints/{self.webhook_endpoint}", headers=STRIPE_HEADERS)
 
+    async def _forget_proxies(self) -> None:
+        if self.toxi is None or self.routes is None:
+            return
+        for what, count in self.toxi.fired.items():
+            self.chaos[what] += count
+        with contextlib.suppress(RuntimeError, httpx.HTTPError):
+            await self.toxi.reset()
+            for proxy in self.routes.proxies:
+                await self.toxi.delete(proxy.name)
+        await self.toxi.close()
+
     def crashed(self, error: BaseException) -> ScenarioResult:
         """The result of a scenario that could not run to its checks: one ``goal_met`` violation."""
         checks = {name: Check(name) for name in INVARIANTS}
@@ -612,6 +711,9 @@ class ScenarioRun:
         if (scenario.private or scenario.stripe_config) and self.stack is None:
             raise RuntimeError(f"{scenario.name} restarts services or configures the emulators: private stack only")
         await self._create_topics()
+        if self.toxi is not None and self.routes is not None:
+            for proxy in self.routes.proxies:
+                await self.toxi.create(proxy)
         world = self.world = await seed_world(self.db, self.services.stripe_base)
         await self._probe(world.quiet_stripe_accounts)
         if scenario.webhooks:
@@ -626,6 +728,7 @@ class ScenarioRun:
             self.start_webhooks()
             if not await self.webhooks_ready():
                 self.notes.append("paylink webhooks was not ready within 30s")
+        await self._processes_ready()
         stop_watch = asyncio.Event()
         watchdog = asyncio.create_task(self._watchdog(stop_watch))
         self._started = time.monotonic()
@@ -671,8 +774,13 @@ class ScenarioRun:
             stop_watch.set()
             await watchdog
             running = [p for p in [*self.workers, *self.relays, *self.webhooks] if p.alive]
+            for process in running:  # one restarted late may still be importing: SIGTERM would end it raw
+                if process.command != "webhooks":
+                    with contextlib.suppress(NotReady):
+                        await self.until_started(process, 60)
             await asyncio.gather(*(self.terminate(p, chaos=False) for p in running))
             await self._forget_webhooks()
+            await self._forget_proxies()
         observation.unexpected_exits = list(self._unexpected)
         checks = check_all(world, messages, self.settings.requests_topic, observation)
         if scenario.goal is not None:

@@ -29,7 +29,10 @@ from pydantic import SecretStr
 
 from consumer.runtime.settings import LOCAL_STRIPE_TEST_KEY
 from tests.reliability import lifecycle
+from tests.reliability.clocks import skew_scenarios
+from tests.reliability.hostile import hostile_scenario
 from tests.reliability.invariants import Observation
+from tests.reliability.network import network_scenarios
 from tests.reliability.runner import Chaos, Scenario, ScenarioRun
 from tests.reliability.workload import Sent, World, hostile_fixed, hostile_random_bytes, hypothesis_messages
 
@@ -92,11 +95,13 @@ async def rebalance(run: ScenarioRun) -> None:
     second = run.start_worker()
     run.chaos["worker joined"] += 1
     await run.at(0.45)
+    await run.until_started(run.workers[0])  # a SIGTERM before its handlers are in place is no drain
     await run.terminate(run.workers[0])
     await run.at(0.65)
     run.restart(run.workers[0])
     run.chaos["worker joined"] += 1
     await run.at(0.85)
+    await run.until_started(second)
     run.kill(second)
     await asyncio.sleep(1.0)
     run.restart(second)
@@ -472,4 +477,7 @@ def scenarios(reduced: bool = False) -> list[Scenario]:
             weights={"cross_tenant": 20, "hostile_contact": 20, "forged_account": 8},
             chaos=worker_kills(1),
         ),
+        hostile_scenario(),
+        *network_scenarios(),
+        *skew_scenarios(),
     ]

@@ -45,6 +45,8 @@ class PrivateStack:
         stripe_port: int = 19311,
         shortener_port: int = 19380,
         webhooks_port: int = 19388,
+        kafka_proxied: tuple[int, int] | None = (19394, 19492),
+        toxiproxy_port: int = 18474,  # the API of the Toxiproxy the proxied scenarios use
     ) -> None:
         self.state_dir = state_dir
         self.kafka_port = kafka_port
@@ -52,6 +54,10 @@ class PrivateStack:
         self.stripe_port = stripe_port
         self.shortener_port = shortener_port
         self.webhooks_port = webhooks_port  # not a service of the stack: the port scenarios' webhooks use
+        # Kafka's third listener (listen, advertised): the advertised port is Toxiproxy's Kafka proxy
+        # (tests/reliability/toxiproxy.py), so that a process bootstrapping there stays behind the proxy.
+        self.kafka_proxied = kafka_proxied
+        self.toxiproxy_port = toxiproxy_port
         self.restarts: dict[str, int] = {}
 
     @property
@@ -84,6 +90,8 @@ class PrivateStack:
             "--shortener-port",
             str(self.shortener_port),
         ]
+        if self.kafka_proxied is not None:
+            command += ["--kafka-proxied-listener", "{}:{}".format(*self.kafka_proxied)]
         for name in only:
             command += ["--only", name]
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)

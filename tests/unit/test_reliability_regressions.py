@@ -258,3 +258,47 @@ async def test_the_relay_survives_an_unexpected_error_and_publishes_on() -> None
     stop.set()
     await task
     assert lease.calls >= 2
+
+
+# mongo_partition_relay: the active relay's outbox read stalled (its MongoDB cut off) for longer than the
+# lease; the standby took over, and when the read came back the old relay sent the batch it had read,
+# while the standby was publishing too. A batch read past the lease's safe part is not sent.
+
+
+class _StalledOutbox(_Outbox):
+    def __init__(self, entries: list[OutboxEntry], stall_s: float) -> None:
+        super().__init__(entries)
+        self.stall_s = stall_s
+
+    async def unpublished(self, limit: int) -> list[OutboxEntry]:
+        await asyncio.sleep(self.stall_s)  # the store answers only after the partition heals
+        return await super().unpublished(limit)
+
+
+class _LeaseLostAfterFirst(_Lease):
+    def __init__(self) -> None:
+        self.calls = 0
+        self.lost = asyncio.Event()
+
+    async def acquire(self) -> bool:
+        self.calls += 1
+        if self.calls > 1:  # the standby holds it from the second look on
+            self.lost.set()
+        return self.calls == 1
+
+
+async def test_a_batch_read_after_the_lease_could_have_passed_is_not_sent() -> None:
+    entries = [OutboxEntry("e0", 0, "contact", "PaymentLinkFailed", b"p0", datetime.now(UTC))]
+    outbox, producer, lease = _StalledOutbox(entries, stall_s=0.4), _FlakyProducer(), _LeaseLostAfterFirst()
+    producer.sends = 10
+    options = RelayOptions(topic="results", poll_interval_s=0.01, lease_length_s=0.3)
+    relay = Relay(outbox, lease, producer, options)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    async with asyncio.timeout(10):
+        await lease.lost.wait()
+    stop.set()
+    await task
+    assert relay.stats.fenced == 1
+    assert producer.delivered == [], "the old holder sent a batch while the standby held the lease"
+    assert not relay.stats.active
