@@ -36,12 +36,22 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.errors import PaylinkError, PermanentError, Reason, ReplayRefusedError, excerpt, safe_message
+from domain.errors import (
+    PaylinkError,
+    PermanentError,
+    Reason,
+    ReplayRefusedError,
+    RetryableError,
+    excerpt,
+    safe_message,
+)
 from domain.events import PaymentLinkCreated, PaymentLinkFailed, PaymentLinkRequested
 from domain.intake import failure_for_unparseable
 from domain.ports import Billing, Clock, CrmDirectory, IdGenerator, Outbox, SagaStore, Shortener
+from domain.saga_history import CarriedHistory, EntryKind
 from domain.saga_record import IN_FLIGHT_STATUSES, SagaFailure, SagaRecord, SagaStatus
-from domain.saga_steps import SagaPorts, SagaRun, first_unfinished_step
+from domain.saga_run import SagaPorts
+from domain.saga_steps import SagaRun, first_unfinished_step
 
 log = logging.getLogger("paylink.saga")
 
@@ -77,6 +87,7 @@ class PaymentLinkSaga:
         self._outbox = outbox
         self._clock = clock
         self._ids = ids
+        self._carried = CarriedHistory()  # unsaved history of transient failures (domain.saga_history)
 
     async def run(self, request: PaymentLinkRequested) -> Result:
         """Runs (or resumes) the saga of ``request`` to its terminal result, appended to the outbox.
@@ -94,14 +105,25 @@ class PaymentLinkSaga:
             log.warning("event_id reused with a different request; the first one wins", extra=_context(record))
         if record.is_terminal:
             return await self._report_again(record)
-        run = SagaRun(self._ports, record)
-        if record.status is SagaStatus.COMPENSATING:
-            return SagaOutcome(await self._compensate(run))  # a permanent failure still owes its compensation
+        run = self._run(record)
         try:
-            await run.forward()
-        except PermanentError as error:
-            return SagaOutcome(await self._fail(run, error))
-        return SagaOutcome(await self._succeed(run))
+            if record.status is SagaStatus.COMPENSATING:
+                return SagaOutcome(await self._compensate(run))  # a permanent failure still owes its compensation
+            try:
+                await run.forward()
+            except PermanentError as error:
+                return SagaOutcome(await self._fail(run, error))
+            return SagaOutcome(await self._succeed(run))
+        except RetryableError as error:
+            self._carry(run, error)
+            raise
+
+    def _run(self, record: SagaRecord) -> SagaRun:
+        return SagaRun(self._ports, record, self._carried.take(record.payment_link_id))
+
+    def _carry(self, run: SagaRun, error: RetryableError) -> None:
+        run.note(EntryKind.RETRY, error=error)
+        self._carried.keep(run.record.payment_link_id, run.journal.pending)
 
     async def give_up(self, request: PaymentLinkRequested, error: BaseException, attempts: int) -> Result:
         """Ends the saga after the worker's retries ran out: ``PaymentLinkFailed(retryable=true)``.
@@ -116,13 +138,16 @@ class PaymentLinkSaga:
         record = await self._store.create_if_absent(SagaRecord.start(request, self._clock.now()))
         if record.is_terminal:
             return await self._report_again(record)
-        run = SagaRun(self._ports, record)
+        run = self._run(record)
         cause = error.message if isinstance(error, PaylinkError) else excerpt(repr(error), 200)
+        reason = error.reason if isinstance(error, PaylinkError) else Reason.INTERNAL_ERROR
+        run.journal.begin(run.current_step, self._clock.now())
+        run.note(EntryKind.GAVE_UP, error=RetryableError(reason, safe_message(f"after {attempts} attempt(s): {cause}")))
         if record.status is SagaStatus.COMPENSATING and record.failure is not None:
             problem = f"gave up after {attempts} attempt(s): {cause}"
             return SagaOutcome(await self._end_compensation_failed(run, record.failure, problem))
         failure = SagaFailure(
-            reason=error.reason if isinstance(error, PaylinkError) else Reason.INTERNAL_ERROR,
+            reason=reason,
             message=safe_message(
                 f"gave up after {attempts} attempt(s) at step {run.current_step}: {cause}; "
                 "progress is kept and `paylink replay` resumes it"
@@ -206,12 +231,14 @@ class PaymentLinkSaga:
             short_url=record.short_url,
             url=record.short_url or invoice.hosted_invoice_url,
         )
+        run.note_result(result.event_id)
         await run.save(record.created(result, self._clock.now()))
         await self._outbox.append(result)
         return result
 
     async def _fail(self, run: SagaRun, error: PermanentError) -> Result:
         failure = SagaFailure(reason=error.reason, message=error.message, retryable=False, failed_step=run.current_step)
+        run.note(EntryKind.FAILED, error=error)
         log.info(
             "saga failed permanently",
             extra={**_context(run.record), "reason": str(error.reason), "step": str(run.current_step)},
@@ -253,6 +280,7 @@ class PaymentLinkSaga:
             compensated=failure.compensated,
             attempt=run.record.attempt,
         )
+        run.note_result(result.event_id)
         # Result first, then the outbox: a crash in between re-appends this same event on redelivery.
         await run.save(run.record.ended(status, failure, result, self._clock.now()))
         await self._outbox.append(result)

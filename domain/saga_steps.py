@@ -18,9 +18,8 @@ version, so a failure handler can save on top of it without a self-inflicted ver
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 from domain.billing import (
     MAX_EMAIL_CHARS,
@@ -35,38 +34,21 @@ from domain.errors import PermanentError, Reason, excerpt
 from domain.events import AmountLineItem, LineItem, PaymentLinkRequested, Step
 from domain.intake import due_timestamp, resolve_due_date
 from domain.keys import customer_key
-from domain.ports import Billing, Clock, CrmDirectory, SagaStore, Shortener
+from domain.saga_history import HistoryEntry
 from domain.saga_record import SagaRecord
+from domain.saga_run import RunBase, SagaPorts
 
 log = logging.getLogger("paylink.saga")
 
 
-@dataclass(frozen=True)
-class SagaPorts:
-    crm: CrmDirectory
-    billing: Billing
-    shortener: Shortener
-    store: SagaStore
-    clock: Clock
-    items_per_call: int = 1
-
-
-class SagaRun:
+class SagaRun(RunBase):
     """One pass over a saga record: forward steps, or compensation."""
 
-    def __init__(self, ports: SagaPorts, record: SagaRecord) -> None:
-        self._ports = ports
-        self.record = record
+    def __init__(self, ports: SagaPorts, record: SagaRecord, carried: Sequence[HistoryEntry] = ()) -> None:
+        """``carried``: history entries of an earlier pass not stored yet (its transient failures)."""
+        super().__init__(ports, record, carried)
         self.request: PaymentLinkRequested = record.request_event()
         self.current_step = first_unfinished_step(record)
-
-    def now(self) -> datetime:
-        return self._ports.clock.now()
-
-    async def save(self, record: SagaRecord) -> SagaRecord:
-        """Stores ``record`` (a transition of ``self.record``) and makes the stored version current."""
-        self.record = await self._ports.store.save(record)
-        return self.record
 
     async def forward(self) -> None:
         """Every step not done yet, in order, each repeated until its done-predicate holds."""
@@ -74,6 +56,7 @@ class SagaRun:
             self.current_step = step.name
             while not step.done(self.record):
                 saved = self.record.version
+                self.journal.begin(step.name, self.now())
                 await step.do(self)
                 assert self.record.version > saved, f"step {step.name} saved no progress"
 
@@ -86,7 +69,7 @@ class SagaRun:
         undone = self.to_undo()
         for step in undone:
             assert step.undo is not None
-            await step.undo(self)
+            await self.journaled_undo(step.undo(self))
         return bool(undone)
 
     # --- do ------------------------------------------------------------------------------------------------
@@ -94,7 +77,8 @@ class SagaRun:
     async def prepare(self) -> None:
         """validate: resolves the due date once (every retry then sends the same one)."""
         now = self.now()
-        await self.save(self.record.with_due_date(resolve_due_date(self.request, now), now))
+        due_date = resolve_due_date(self.request, now)
+        await self.advance(self.record.with_due_date(due_date, now), due_date=due_date.isoformat())
 
     async def ensure_customer(self) -> None:
         """customer: finds or creates the Stripe customer of the contact, then links it in the CRM.
@@ -116,7 +100,8 @@ class SagaRun:
             if linked != customer_id:
                 log.info("another customer was linked first; using it", extra=self._log_context())
         description = self._invoice_description(contact, email)
-        await self.save(self.record.with_customer(stripe_account, description, linked, self.now()))
+        record = self.record.with_customer(stripe_account, description, linked, self.now())
+        await self.advance(record, stripe_account=stripe_account, customer_id=linked)
 
     async def _connected_account(self) -> str:
         stripe_account = await self._ports.crm.stripe_account_of(self.request.account_id)
@@ -187,7 +172,7 @@ class SagaRun:
             metadata=metadata,
         )
         invoice_id = await self._ports.billing.create_draft_invoice(record.stripe_account, draft, record.keys.draft())
-        await self.save(record.with_draft(invoice_id, self.now()))
+        await self.advance(record.with_draft(invoice_id, self.now()), invoice_id=invoice_id)
 
     async def add_items(self) -> None:
         """items: the next ``items_per_call`` line items not yet on the draft, in one call."""
@@ -199,7 +184,7 @@ class SagaRun:
         await self._ports.billing.add_invoice_items(
             record.stripe_account, record.invoice_id, batch, record.keys.items(start, stop)
         )
-        await self.save(record.with_items_added(stop, self.now()))
+        await self.advance(record.with_items_added(stop, self.now()), items=f"{start}..{stop - 1}")
 
     def _invoice_item(self, index: int, line: LineItem) -> InvoiceItem:
         assert self.record.customer_id is not None
@@ -223,7 +208,8 @@ class SagaRun:
         )
         if not invoice.hosted_invoice_url:
             raise PermanentError(Reason.STRIPE_INVALID_REQUEST, "Stripe finalised the invoice without a hosted URL")
-        await self.save(record.with_finalised(invoice, self.now()))
+        ids = {"invoice_number": invoice.number} if invoice.number else {}
+        await self.advance(record.with_finalised(invoice, self.now()), **ids)
 
     async def shorten(self) -> None:
         """shorten: a short URL for the hosted invoice; never fails the saga (None: the long URL is used)."""
@@ -234,7 +220,8 @@ class SagaRun:
             # The port promises not to raise; a broken adapter still must not fail a finalised invoice.
             log.warning("shortener raised; using the long URL", exc_info=True, extra=self._log_context())
             short_url = None
-        await self.save(self.record.with_short_url(short_url, self.now()))
+        ids = {"short_url": short_url} if short_url else {}
+        await self.advance(self.record.with_short_url(short_url, self.now()), **ids)
 
     # --- undo ----------------------------------------------------------------------------------------------
 
