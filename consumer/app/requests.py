@@ -47,6 +47,9 @@ class RequestJob:
     request: PaymentLinkRequested | PaymentLinkCancelRequested | None
     error: PermanentError | None
     serial_key: Hashable | None
+    kafka_key: bytes | None = None  # key, headers and timestamp are kept with a dead letter, for its retry
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None
 
 
 class RequestHandler:
@@ -73,7 +76,19 @@ class RequestHandler:
         except PermanentError as problem:
             error = problem
         key: Hashable | None = (request.account_id, request.contact_id) if request else record.key
-        return RequestJob(record.topic, record.partition, record.offset, raw, request, error, key)
+        return RequestJob(
+            record.topic,
+            record.partition,
+            record.offset,
+            raw,
+            request,
+            error,
+            key,
+            record.key,
+            # aiokafka's records have headers and a timestamp; the ConsumedMessage port leaves them optional.
+            tuple(getattr(record, "headers", None) or ()),
+            getattr(record, "timestamp", None),
+        )
 
     async def handle(self, job: RequestJob) -> None:
         metrics.IN_FLIGHT.inc()
@@ -165,6 +180,9 @@ class RequestHandler:
             message=message,
             event_id=identity.event_id if identity else None,
             account_id=identity.account_id if identity else None,
+            key=job.kafka_key,
+            headers=job.headers,
+            timestamp_ms=job.timestamp_ms,
         )
         metrics.DEAD_LETTERS.labels(reason.value).inc()
 

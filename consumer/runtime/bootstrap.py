@@ -44,10 +44,12 @@ from consumer.app.requests import RequestHandler
 from consumer.app.retry import RetryPolicy
 from consumer.app.webhooks import WebhookIntake
 from consumer.ports import (
+    CancelArchive,
     DeadLetterArchive,
     Lease,
     MessageConsumer,
     MessageProducer,
+    OutboxArchive,
     OutboxReader,
     SagaQueries,
     Unreachable,
@@ -92,10 +94,11 @@ class Stores:
     """paylink's stores, for the operator commands."""
 
     sagas: SagaQueries
-    outbox: OutboxReader
+    outbox: OutboxArchive
     dead_letters: DeadLetterArchive
     relay_lease: Lease
-    cancels: CancelStore
+    cancels: CancelArchive
+    lifecycles: LifecycleStore
 
 
 def database_name(uri: str) -> str:
@@ -292,6 +295,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             MongoDeadLetters(database),
             relay_lease(database, "paylink-status", timedelta(seconds=1)),
             MongoCancelStore(database),
+            MongoLifecycleStore(database),
         )
     finally:
         await client.close()

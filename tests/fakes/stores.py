@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 from domain.errors import ConcurrentUpdateError
 from domain.lifecycle import LifecycleRecord
 from domain.ports import OutputEvent
 from domain.saga_record import FAILED_STATUSES, SagaRecord, SagaStatus
+from domain.stored import StoredEvent
 from tests.fakes.faults import FaultPlan, SimulatedCrash
 
 
@@ -163,3 +164,12 @@ class FakeOutbox:
     @property
     def ordered(self) -> list[OutputEvent]:
         return list(self.events.values())
+
+    async def find_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
+        """The stored events among ``event_ids``, in append order, all pending (the fake never publishes)."""
+        wanted = set(event_ids)
+        return [
+            StoredEvent(e.event_id, e.event_type, e.model_dump_json().encode(), datetime.now(UTC))
+            for e in self.events.values()
+            if e.event_id in wanted
+        ]
