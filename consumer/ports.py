@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from domain.cancel_record import CancelRecord
 from domain.notifications import Notification
-from domain.ports import CancelStore
+from domain.ports import CancelStore, LifecycleStore
 from domain.saga_record import SagaRecord
 from domain.stored import DeadLetter, LeaseState, OutboxEntry, StoredEvent
 
@@ -114,6 +114,10 @@ class DeadLetterArchive(DeadLetterSink, Protocol):
         limit: int = 100,
         event_id: str | None = None,
     ) -> list[DeadLetter]: ...
+    async def count(self, since: datetime | None = None) -> int:
+        """Dead letters whose latest failure is at or after ``since`` (all when None)."""
+        ...
+
     async def delete(self, letter_id: str) -> bool:
         """Deletes one dead letter; False when there was none."""
         ...
@@ -165,6 +169,14 @@ class OutboxArchive(OutboxReader, Protocol):
         ...
 
 
+class LifecycleArchive(LifecycleStore, Protocol):
+    """Lifecycle records for operators: the domain's store plus counts for ``paylink status``."""
+
+    async def count_by_status(self) -> dict[str, int]:
+        """Links per lifecycle status, plus ``overdue``: how many of them are overdue."""
+        ...
+
+
 class CancelArchive(CancelStore, Protocol):
     """Cancel records for operators: the domain's store plus the cancels of one link."""
 
@@ -206,6 +218,11 @@ class SagaQueries(Protocol):
         ...
 
     async def count_by_status(self, since: datetime | None = None) -> dict[str, int]: ...
+    async def failures_by_reason(self, since: datetime) -> list[tuple[str, bool, int]]:
+        """(reason, retryable, count) of sagas that ended failed or compensation_failed since ``since``,
+        sorted."""
+        ...
+
     async def find_created(
         self,
         *,

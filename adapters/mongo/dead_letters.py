@@ -109,6 +109,10 @@ class MongoDeadLetters:
             result = await self._letters.delete_many(_filter(reason, account_id, since, until))
         return result.deleted_count
 
+    async def count(self, since: datetime | None = None) -> int:
+        with store_errors("dead letter count"):
+            return await self._letters.count_documents(_filter(None, None, since, None))
+
     async def delete(self, letter_id: str) -> bool:
         with store_errors("dead letter purge"):
             result = await self._letters.delete_one({"_id": letter_id})

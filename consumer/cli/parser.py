@@ -267,7 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = command(
         "status",
         "status:status",
-        "consumer lag, in-flight sagas, outbox backlog, relay lease, recent outcomes",
+        "a verdict (healthy/degraded/down, with reasons) and lag, sagas, outbox, relay, dead letters, failures",
+        "Gives a verdict, healthy, degraded or down, with its reasons, then the figures behind it: consumer lag\n"
+        "and live group members, sagas by status and failures by reason x retryable in the window, the outbox\n"
+        "backlog and its oldest entry, the relay lease, dead letters, links by lifecycle status.\n"
+        "Exit 0 healthy, 1 degraded, 4 down, 3 down because Kafka or MongoDB is unreachable\n"
+        "(docs/operations.md lists the rules).",
     )
     report.add_argument(
         "--window",
@@ -277,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="count sagas updated within this window (default 1h)",
     )
     report.add_argument("--json", action="store_true", help="one JSON document instead of tables")
+    report.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C (tables only)")
+    report.add_argument(
+        "--interval", type=seconds, default=5.0, metavar="SECONDS", help="--watch refresh period (default 5)"
+    )
 
     schemas = command(
         "schema",

@@ -47,6 +47,7 @@ from consumer.ports import (
     CancelArchive,
     DeadLetterArchive,
     Lease,
+    LifecycleArchive,
     MessageConsumer,
     MessageProducer,
     OutboxArchive,
@@ -98,7 +99,7 @@ class Stores:
     dead_letters: DeadLetterArchive
     relay_lease: Lease
     cancels: CancelArchive
-    lifecycles: LifecycleStore
+    lifecycles: LifecycleArchive
 
 
 def database_name(uri: str) -> str:

@@ -108,6 +108,12 @@ class FakeSagaStore:
         ]
         return sorted(matching, key=lambda record: (record.updated_at, record.payment_link_id))[:limit]
 
+    async def failures_by_reason(self, since: datetime) -> list[tuple[str, bool, int]]:
+        records = [self.record(key) for key in self.documents]
+        failures = [r.failure for r in records if r.status in FAILED_STATUSES and r.updated_at >= since]
+        counted = Counter((f.reason.value, f.retryable) for f in failures if f is not None)
+        return sorted((reason, retryable, count) for (reason, retryable), count in counted.items())
+
     async def count_by_status(self, since: datetime | None = None) -> dict[str, int]:
         records = [self.record(key) for key in self.documents]
         return dict(Counter(r.status.value for r in records if since is None or r.updated_at >= since))
