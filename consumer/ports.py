@@ -160,8 +160,8 @@ class OutboxReader(Protocol):
         ...
 
 
-class OutboxArchive(OutboxReader, Protocol):
-    """The outbox for operators: the relay's side plus lookups by event id (``paylink show``)."""
+class EventLookup(Protocol):
+    """Outbox entries by event id, for ``paylink show``."""
 
     async def find_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
         """The events among ``event_ids`` that are pending or published within the retention, in insertion
@@ -175,6 +175,10 @@ class LifecycleArchive(LifecycleStore, Protocol):
     async def count_by_status(self) -> dict[str, int]:
         """Links per lifecycle status, plus ``overdue``: how many of them are overdue."""
         ...
+
+
+class OutboxArchive(OutboxReader, EventLookup, Protocol):
+    """The outbox for operators: the relay's side plus lookups by event id."""
 
 
 class CancelArchive(CancelStore, Protocol):

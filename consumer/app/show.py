@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.ports import CancelArchive, DeadLetterArchive, OutboxArchive, SagaQueries
+from consumer.ports import CancelArchive, DeadLetterArchive, EventLookup, SagaQueries
 from domain.cancel_record import CancelRecord
 from domain.lifecycle import LifecycleRecord
 from domain.ports import LifecycleStore
@@ -27,7 +27,7 @@ class ShowPorts:
     sagas: SagaQueries
     cancels: CancelArchive
     lifecycles: LifecycleStore
-    outbox: OutboxArchive
+    outbox: EventLookup
     dead_letters: DeadLetterArchive
 
 
