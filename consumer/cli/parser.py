@@ -228,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
         "show",
         "dead_letters:dead_letters_show",
         "print one dead letter's raw message",
-        "Writes the raw message to stdout byte for byte, and the record (reason, message, topic, partition,\n"
-        "offset, times) to stderr as 'key: value' lines: `paylink dead-letters show ID > message.bin`.",
+        "Writes the raw message to stdout byte for byte, and the record (reason, message, topic, partition, offset,\n"
+        "times, Kafka key and headers) to stderr as 'key: value' lines: `paylink dead-letters show ID > m.json`.",
     )
     show.add_argument("id", metavar="ID", help="TOPIC:PARTITION:OFFSET, as `list` shows it")
     retry = letters_command(
@@ -263,7 +263,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     showing.add_argument("id", metavar="ID", help="payment_link_id, cancel request id or dead letter id")
     showing.add_argument("--json", action="store_true", help="one JSON document instead of tables")
-
     report = command(
         "status",
         "status:status",

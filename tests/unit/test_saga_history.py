@@ -198,7 +198,7 @@ def test_with_history_appends_without_touching_updated_at() -> None:
 def test_the_journal_dates_entries_from_the_step_start() -> None:
     journal = Journal([entry(number=1)])
     journal.note(EntryKind.RESULT, 3, T0)
-    assert journal.pending[-1].started_at == T0, "no step begun: the entry starts when noted"
+    assert (journal.pending[-1].step, journal.pending[-1].started_at) == ("saga", T0), "no step begun yet"
     journal.begin("draft", T0 + timedelta(seconds=10))
     error = RetryableError(Reason.STRIPE_UNAVAILABLE, "503")
     journal.note(EntryKind.RETRY, 2, T0 + timedelta(seconds=12), ids={"a": "b"}, error=error)
