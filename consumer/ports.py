@@ -7,13 +7,15 @@ the use cases (``consumer.app``) and the worker/relay loops can be exercised wit
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
+from domain.cancel_record import CancelRecord
 from domain.notifications import Notification
+from domain.ports import CancelStore, LifecycleStore
 from domain.saga_record import SagaRecord
-from domain.stored import DeadLetter, LeaseState, OutboxEntry
+from domain.stored import DeadLetter, LeaseState, OutboxEntry, StoredEvent
 
 
 class Unreachable(Exception):
@@ -88,14 +90,18 @@ class DeadLetterSink(Protocol):
         message: str,
         event_id: str | None = None,
         account_id: str | None = None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+        timestamp_ms: int | None = None,
     ) -> str:
-        """Stores the raw message under ``topic:partition:offset`` (a repeat counts an attempt, keeps the
-        first record); returns its id. ``RetryableError`` when the store is unavailable."""
+        """Stores the raw message, with its Kafka key, headers and timestamp, under ``topic:partition:offset``
+        (a repeat counts an attempt, keeps the first record); returns its id. ``RetryableError`` when the
+        store is unavailable."""
         ...
 
 
 class DeadLetterArchive(DeadLetterSink, Protocol):
-    """Dead letters for operators: read, list newest first, purge by filters."""
+    """Dead letters for operators: read, list newest first, purge by filters or by id, mark retried."""
 
     async def get(self, letter_id: str) -> DeadLetter | None: ...
     async def find(
@@ -106,7 +112,21 @@ class DeadLetterArchive(DeadLetterSink, Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 100,
+        event_id: str | None = None,
     ) -> list[DeadLetter]: ...
+    async def count(self, since: datetime | None = None) -> int:
+        """Dead letters whose latest failure is at or after ``since`` (all when None)."""
+        ...
+
+    async def delete(self, letter_id: str) -> bool:
+        """Deletes one dead letter; False when there was none."""
+        ...
+
+    async def mark_retried(self, letter_id: str, event_id: str, at: datetime) -> bool:
+        """Records that the letter was re-published as ``event_id``; False (nothing changed) when it was
+        already marked retried."""
+        ...
+
     async def purge(
         self,
         *,
@@ -124,8 +144,11 @@ class OutboxReader(Protocol):
         """The oldest entries not yet marked published, in insertion order."""
         ...
 
-    async def mark_published(self, entries: list[OutboxEntry]) -> None:
-        """Marks ``entries`` published; marking one twice is harmless."""
+    async def mark_published(
+        self, entries: list[OutboxEntry], positions: Mapping[str, tuple[int, int]] | None = None
+    ) -> None:
+        """Marks ``entries`` published, with each one's Kafka ``(partition, offset)`` from ``positions``
+        (by event id) when known; marking one twice is harmless."""
         ...
 
     async def purge_published(self, older_than: timedelta) -> int:
@@ -135,6 +158,33 @@ class OutboxReader(Protocol):
     async def backlog(self) -> tuple[int, datetime | None]:
         """How many entries wait, and when the oldest was appended."""
         ...
+
+
+class EventLookup(Protocol):
+    """Outbox entries by event id, for ``paylink show``."""
+
+    async def find_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
+        """The events among ``event_ids`` that are pending or published within the retention, in insertion
+        order."""
+        ...
+
+
+class LifecycleArchive(LifecycleStore, Protocol):
+    """Lifecycle records for operators: the domain's store plus counts for ``paylink status``."""
+
+    async def count_by_status(self) -> dict[str, int]:
+        """Links per lifecycle status, plus ``overdue``: how many of them are overdue."""
+        ...
+
+
+class OutboxArchive(OutboxReader, EventLookup, Protocol):
+    """The outbox for operators: the relay's side plus lookups by event id."""
+
+
+class CancelArchive(CancelStore, Protocol):
+    """Cancel records for operators: the domain's store plus the cancels of one link."""
+
+    async def find_for_link(self, payment_link_id: str, limit: int = 100) -> list[CancelRecord]: ...
 
 
 class Lease(Protocol):
@@ -172,6 +222,11 @@ class SagaQueries(Protocol):
         ...
 
     async def count_by_status(self, since: datetime | None = None) -> dict[str, int]: ...
+    async def failures_by_reason(self, since: datetime) -> list[tuple[str, bool, int]]:
+        """(reason, retryable, count) of sagas that ended failed or compensation_failed since ``since``,
+        sorted."""
+        ...
+
     async def find_created(
         self,
         *,

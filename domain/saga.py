@@ -15,20 +15,17 @@ How the worker uses it, per Kafka message::
 
 - ``run`` starts, resumes or re-reports: a finished saga re-appends its stored result (same event id,
   so the idempotent outbox stores nothing new). ``RetryableError`` propagates with all progress kept.
-  ``run_outcome`` / ``give_up_outcome`` say in addition whether the result was re-reported (a
-  duplicate delivery), so the worker does not count one request's outcome twice.
+  ``run_outcome`` / ``give_up_outcome`` also say whether the result was re-reported (a duplicate).
   A ``PermanentError`` at a step ends the saga as ``PaymentLinkFailed``, compensating first.
 - ``give_up`` ends a saga that kept failing transiently: ``PaymentLinkFailed(retryable=true)``, no
   compensation, state kept so a replay resumes it.
 - ``prepare_replay`` / ``replay`` re-open a failed saga, or an abandoned running or compensating one
   (``paylink replay``).
 
-A permanent failure with an invoice to undo first saves the saga ``compensating`` (the owed undo
-survives a crash: the next ``run`` carries it out), then ends it ``failed``. A compensation that fails
-permanently (or is given up on) leaves the saga ``compensation_failed``: it is logged as an error and
-reported in the result (``compensated=false``, the message names the invoice to clean up);
-``prepare_replay`` retries it.
-"""
+A permanent failure with an invoice to undo saves the saga ``compensating`` (the owed undo survives a
+crash), then ends it ``failed``. A compensation that fails permanently (or is given up on) leaves it
+``compensation_failed``: logged as an error, reported with ``compensated=false`` and the invoice to clean
+up; ``prepare_replay`` retries it."""
 
 from __future__ import annotations
 
@@ -36,9 +33,17 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.errors import PaylinkError, PermanentError, Reason, ReplayRefusedError, excerpt, safe_message
+from domain.errors import (
+    PaylinkError,
+    PermanentError,
+    Reason,
+    ReplayRefusedError,
+    RetryableError,
+    excerpt,
+    safe_message,
+)
 from domain.events import PaymentLinkCreated, PaymentLinkFailed, PaymentLinkRequested
-from domain.intake import failure_for_unparseable, resolve_due_date
+from domain.intake import failure_for_unparseable
 from domain.ports import (
     Billing,
     Clock,
@@ -50,8 +55,10 @@ from domain.ports import (
     StepObserver,
     Unobserved,
 )
+from domain.saga_history import CarriedHistory, EntryKind
 from domain.saga_record import IN_FLIGHT_STATUSES, SagaFailure, SagaRecord, SagaStatus
-from domain.saga_steps import SagaPorts, SagaRun, StepTimer, first_unfinished_step
+from domain.saga_run import SagaPorts, StepTimer, event_message, log_context, started_record
+from domain.saga_steps import SagaRun, first_unfinished_step
 
 log = logging.getLogger("paylink.saga")
 
@@ -82,15 +89,15 @@ class PaymentLinkSaga:
         steps: StepObserver | None = None,
         on_step: StepTimer | None = None,
     ) -> None:
-        """``items_per_call``: line items per ``Billing.add_invoice_items`` call (1 = one POST per item;
-        raise it only with an adapter using a bulk call, and keep it fixed while sagas are in flight).
-        ``steps``: watches each step try (tracing); none by default. ``on_step``: told each completed
-        forward step's duration (the step-duration metric)."""
+        """``items_per_call``: line items per ``Billing.add_invoice_items`` call (1 = one POST per item; more
+        only with a bulk-call adapter, fixed while sagas are in flight). ``steps``: each step try (tracing);
+        ``on_step``: each completed forward step's duration (metrics)."""
         self._ports = SagaPorts(crm, billing, shortener, store, clock, items_per_call, steps or Unobserved(), on_step)
         self._store = store
         self._outbox = outbox
         self._clock = clock
         self._ids = ids
+        self._carried = CarriedHistory()  # unsaved history of transient failures (domain.saga_history)
 
     async def run(self, request: PaymentLinkRequested) -> Result:
         """Runs (or resumes) the saga of ``request`` to its terminal result, appended to the outbox.
@@ -101,39 +108,38 @@ class PaymentLinkSaga:
 
     async def run_outcome(self, request: PaymentLinkRequested) -> SagaOutcome:
         """``run``, telling whether the result is new or a finished saga's stored one re-reported."""
-        record = await self._store.create_if_absent(self._started(request))
+        record = await self._store.create_if_absent(started_record(request, self._clock.now()))
         if record.request != request.model_dump(mode="json"):
             # Same event_id, other body: the producer broke the idempotency contract. The stored request
             # wins (identical Stripe parameters on every retry); the difference is only logged.
-            log.warning("event_id reused with a different request; the first one wins", extra=_context(record))
+            log.warning("event_id reused with a different request; the first one wins", extra=log_context(record))
         if record.is_terminal:
             return await self._report_again(record)
-        run = SagaRun(self._ports, record)
-        if record.status is SagaStatus.COMPENSATING:
-            return SagaOutcome(await self._compensate(run))  # a permanent failure still owes its compensation
+        run = self._run(record)
         try:
-            await run.forward()
-        except PermanentError as error:
-            return SagaOutcome(await self._fail(run, error))
-        return SagaOutcome(await self._succeed(run))
+            if record.status is SagaStatus.COMPENSATING:
+                return SagaOutcome(await self._compensate(run))  # a permanent failure still owes its compensation
+            try:
+                await run.forward()
+            except PermanentError as error:
+                return SagaOutcome(await self._fail(run, error))
+            return SagaOutcome(await self._succeed(run))
+        except RetryableError as error:
+            self._carry(run, error)
+            raise
 
-    def _started(self, request: PaymentLinkRequested) -> SagaRecord:
-        """A new saga's first record, with its due date when it resolves: the ``validate`` step's outcome
-        then goes in with the insert instead of a save of its own (ADR 0015). An invalid due date is left
-        to the step, which fails the saga the usual way."""
-        now = self._clock.now()
-        record = SagaRecord.start(request, now)
-        try:
-            return record.with_due_date(resolve_due_date(request, now), now)
-        except PermanentError:
-            return record
+    def _run(self, record: SagaRecord) -> SagaRun:
+        return SagaRun(self._ports, record, self._carried.take(record.payment_link_id))
+
+    def _carry(self, run: SagaRun, error: RetryableError) -> None:
+        run.note(EntryKind.RETRY, error=error)
+        self._carried.keep(run.record.payment_link_id, run.journal.pending)
 
     async def give_up(self, request: PaymentLinkRequested, error: BaseException, attempts: int) -> Result:
         """Ends the saga after the worker's retries ran out: ``PaymentLinkFailed(retryable=true)``.
 
         No compensation: the state stays so that a replay resumes at the first unfinished step.
-        ``reason`` is the error's (``stripe_unavailable`` for Stripe faults), else ``internal_error``.
-        """
+        ``reason`` is the error's (``stripe_unavailable`` for Stripe faults), else ``internal_error``."""
         return (await self.give_up_outcome(request, error, attempts)).result
 
     async def give_up_outcome(self, request: PaymentLinkRequested, error: BaseException, attempts: int) -> SagaOutcome:
@@ -141,13 +147,16 @@ class PaymentLinkSaga:
         record = await self._store.create_if_absent(SagaRecord.start(request, self._clock.now()))
         if record.is_terminal:
             return await self._report_again(record)
-        run = SagaRun(self._ports, record)
+        run = self._run(record)
         cause = error.message if isinstance(error, PaylinkError) else excerpt(repr(error), 200)
+        reason = error.reason if isinstance(error, PaylinkError) else Reason.INTERNAL_ERROR
+        run.journal.begin(run.current_step, self._clock.now())
+        run.note(EntryKind.GAVE_UP, error=RetryableError(reason, safe_message(f"after {attempts} attempt(s): {cause}")))
         if record.status is SagaStatus.COMPENSATING and record.failure is not None:
             problem = f"gave up after {attempts} attempt(s): {cause}"
             return SagaOutcome(await self._end_compensation_failed(run, record.failure, problem))
         failure = SagaFailure(
-            reason=error.reason if isinstance(error, PaylinkError) else Reason.INTERNAL_ERROR,
+            reason=reason,
             message=safe_message(
                 f"gave up after {attempts} attempt(s) at step {run.current_step}: {cause}; "
                 "progress is kept and `paylink replay` resumes it"
@@ -169,11 +178,9 @@ class PaymentLinkSaga:
         - running or compensating, last saved before ``running_stale_before``: abandoned (e.g. a replay
           killed before ``run``; its Kafka message was committed long ago, so no worker resumes it).
           Resumes as recorded with the same keys, like a retryable failure (a compensating one is undone).
-        ``attempt`` grows by one (``SagaRecord.reopened_for_replay``). Raises ``ReplayRefusedError`` for
-        unknown or created sagas, and for running or compensating ones saved since
-        ``running_stale_before`` (all when None): a runner may be on them.
-        The save is version-checked: if a runner saved meanwhile, ``ConcurrentUpdateError`` instead.
-        """
+        ``attempt`` grows by one. Raises ``ReplayRefusedError`` for unknown or created sagas, and for running
+        or compensating ones saved since ``running_stale_before`` (all when None): a runner may be on them.
+        The save is version-checked: if a runner saved meanwhile, ``ConcurrentUpdateError`` instead."""
         record = await self._store.load(payment_link_id)
         if record is None:
             raise ReplayRefusedError(f"no saga {excerpt(payment_link_id)}")
@@ -186,7 +193,7 @@ class PaymentLinkSaga:
                 f"saga {excerpt(payment_link_id)} is {record.status}, saved too recently to be abandoned"
             )
         reopened = await self._store.save(record.reopened_for_replay(self._clock.now()))
-        log.info("saga re-opened for replay", extra=_context(reopened))
+        log.info("saga re-opened for replay", extra=log_context(reopened))
         return reopened.request_event()
 
     async def replay(self, payment_link_id: str) -> Result:
@@ -194,8 +201,7 @@ class PaymentLinkSaga:
         return await self.run(await self.prepare_replay(payment_link_id))
 
     async def reject_unparseable(self, raw: bytes, error: PermanentError) -> PaymentLinkFailed | None:
-        """Appends the ``PaymentLinkFailed`` for input that failed ``parse_request``, if it has an
-        ``event_id`` (same result event id on every redelivery). Dead-lettering is the caller's job."""
+        """Appends the ``PaymentLinkFailed`` for input failing ``parse_request`` that has an ``event_id``."""
         event = failure_for_unparseable(raw, error, self._clock.now())
         if event is not None:
             await self._outbox.append(event)
@@ -232,16 +238,18 @@ class PaymentLinkSaga:
             url=record.short_url or invoice.hosted_invoice_url,
             attempt=record.attempt,
         )
+        run.note_result(result.event_id)
         await run.save(record.created(result, self._clock.now()))
         await self._outbox.append(result)
         return result
 
     async def _fail(self, run: SagaRun, error: PermanentError) -> Result:
         failure = SagaFailure(reason=error.reason, message=error.message, retryable=False, failed_step=run.current_step)
+        run.note(EntryKind.FAILED, error=error)
         log.info(
             "saga failed permanently",
             extra={
-                **_context(run.record),
+                **log_context(run.record),
                 "correlation_id": run.request.correlation_id,
                 "reason": str(error.reason),
                 "step": str(run.current_step),
@@ -266,7 +274,7 @@ class PaymentLinkSaga:
     async def _end_compensation_failed(self, run: SagaRun, failure: SagaFailure, problem: str) -> Result:
         log.error(
             "compensation failed; the invoice needs manual cleanup",
-            extra={**_context(run.record), "invoice_id": run.record.invoice_id, "problem": problem},
+            extra={**log_context(run.record), "invoice_id": run.record.invoice_id, "problem": problem},
         )
         return await self._finish(run, SagaStatus.COMPENSATION_FAILED, failure.undo_failed(problem))
 
@@ -279,26 +287,14 @@ class PaymentLinkSaga:
             account_id=run.record.account_id,
             contact_id=run.record.contact_id,
             reason=failure.reason,
-            message=_event_message(run.record, failure),
+            message=event_message(run.record, failure),
             retryable=failure.retryable,
             failed_step=failure.failed_step,
             compensated=failure.compensated,
             attempt=run.record.attempt,
         )
+        run.note_result(result.event_id)
         # Result first, then the outbox: a crash in between re-appends this same event on redelivery.
         await run.save(run.record.ended(status, failure, result, self._clock.now()))
         await self._outbox.append(result)
         return result
-
-
-def _event_message(record: SagaRecord, failure: SagaFailure) -> str:
-    if failure.compensation_error is None:
-        return failure.message
-    return safe_message(
-        f"{failure.message}; compensation failed, invoice {record.invoice_id} on {record.stripe_account} "
-        f"needs manual cleanup: {failure.compensation_error}"
-    )
-
-
-def _context(record: SagaRecord) -> dict[str, object]:
-    return {"payment_link_id": record.payment_link_id, "account_id": record.account_id, "attempt": record.attempt}

@@ -23,17 +23,19 @@ Status machine::
 Changes go through the named transitions below (``with_…``, ``compensating``, ``created``, ``ended``,
 ``started_over``, ``reopened_for_replay``). Each takes ``now``, sets ``updated_at`` to it and returns a
 new record built through pydantic validation: a wrong value fails at the transition, never in the store.
+``with_history`` appends step history (``domain.saga_history``) without touching ``updated_at``.
 ``version`` is the store's. A ``running`` record never has a ``failure``; a ``compensating`` one always has.
 
 Migration (documents stored before the ``compensating`` status existed): ``from_document`` reads
 ``{"status": "running", "failure": {...}}`` — a permanent failure that still owed its compensation — as
-``compensating``; every other stored document loads unchanged (no field was added or renamed). A
+``compensating``; every other stored document loads unchanged (``history``, added later, loads empty). A
 document is rewritten in the new form at its saga's next save. The reverse does not hold: a version
 without ``compensating`` cannot read a document saved as ``compensating`` (mind rollbacks).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
@@ -51,6 +53,7 @@ from domain.events import (
     Step,
 )
 from domain.keys import InvoiceKeys
+from domain.saga_history import EntryKind, HistoryEntry, SagaHistory
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -117,6 +120,7 @@ class SagaRecord(BaseModel):
     short_url: str | None = _produced_by(Step.SHORTEN, None)
     failure: SagaFailure | None = None
     result: ResultEvent | None = Field(None, description="the terminal event; re-appended on duplicates")
+    history: SagaHistory = Field(default_factory=SagaHistory, description="bounded (domain.saga_history)")
     created_at: datetime
     updated_at: datetime
 
@@ -186,6 +190,13 @@ class SagaRecord(BaseModel):
         fields = {name: getattr(self, name) for name in type(self).model_fields}
         return type(self).model_validate({**fields, **changes, "updated_at": now})
 
+    def with_history(self, added: Sequence[HistoryEntry]) -> SagaRecord:
+        """The record with ``added`` appended to its bounded history; ``updated_at`` unchanged: the
+        entries ride along with the transition they are saved with."""
+        if not added:
+            return self
+        return self._with(self.updated_at, history=self.history.plus(added))
+
     # --- forward steps (status stays running) -------------------------------------------------------------
 
     def with_due_date(self, due_date: date, now: datetime) -> SagaRecord:
@@ -240,7 +251,10 @@ class SagaRecord(BaseModel):
         (see the machine above) resumed, started over, its compensation owed again, or as recorded."""
         if self.status is SagaStatus.CREATED:
             raise ValueError("a created saga is not replayed")
-        reopened = self._with(now, attempt=self.attempt + 1, result=None)
+        entry = HistoryEntry(
+            kind=EntryKind.REPLAYED, step="saga", attempt=self.attempt + 1, started_at=now, ended_at=now
+        )
+        reopened = self._with(now, attempt=self.attempt + 1, result=None, history=self.history.plus([entry]))
         if self.status is SagaStatus.COMPENSATION_FAILED and self.failure is not None:
             return reopened._with(now, status=SagaStatus.COMPENSATING, failure=self.failure.undo_retried())
         if self.status is SagaStatus.FAILED and self.failure is not None and self.failure.retryable:

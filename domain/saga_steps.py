@@ -21,9 +21,8 @@ progress) without a self-inflicted version conflict.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 
 from domain.billing import (
     MAX_EMAIL_CHARS,
@@ -38,49 +37,21 @@ from domain.errors import PermanentError, Reason, excerpt
 from domain.events import AmountLineItem, LineItem, PaymentLinkRequested, Step
 from domain.intake import due_timestamp, resolve_due_date
 from domain.keys import customer_key
-from domain.ports import Billing, Clock, CrmDirectory, SagaStore, Shortener, StepObserver, Unobserved
+from domain.saga_history import HistoryEntry
 from domain.saga_record import SagaRecord
+from domain.saga_run import RunBase, SagaPorts
 
 log = logging.getLogger("paylink.saga")
 
 
-StepTimer = Callable[[Step, float], None]  # a forward step that ran and completed, its seconds
-
-
-@dataclass(frozen=True)
-class SagaPorts:
-    crm: CrmDirectory
-    billing: Billing
-    shortener: Shortener
-    store: SagaStore
-    clock: Clock
-    items_per_call: int = 1
-    steps: StepObserver = field(default_factory=Unobserved)
-    on_step: StepTimer | None = None
-
-
-class SagaRun:
+class SagaRun(RunBase):
     """One pass over a saga record: forward steps, or compensation."""
 
-    def __init__(self, ports: SagaPorts, record: SagaRecord) -> None:
-        self._ports = ports
-        self.record = record
+    def __init__(self, ports: SagaPorts, record: SagaRecord, carried: Sequence[HistoryEntry] = ()) -> None:
+        """``carried``: history entries of an earlier pass not stored yet (its transient failures)."""
+        super().__init__(ports, record, carried)
         self.request: PaymentLinkRequested = record.request_event()
         self.current_step = first_unfinished_step(record)
-
-    def now(self) -> datetime:
-        return self._ports.clock.now()
-
-    async def save(self, record: SagaRecord) -> SagaRecord:
-        """Stores ``record`` (a transition of ``self.record``, with any progress not saved yet) and makes
-        the stored version current."""
-        self.record = await self._ports.store.save(record)
-        return self.record
-
-    def advance(self, record: SagaRecord) -> None:
-        """Makes ``record`` current unsaved (it rides along with the next save): only for steps safe to
-        repeat even after Stripe forgot their keys, ``finalise`` and ``shorten`` (ADR 0016)."""
-        self.record = record
 
     async def forward(self) -> None:
         """Every step not done yet, in order, each repeated until its done-predicate holds."""
@@ -89,6 +60,7 @@ class SagaRun:
             started, ran = self.now(), False
             while not step.done(self.record):
                 before = self.record
+                self.journal.begin(step.name, self.now())
                 with self._ports.steps.step(step.name, self.record.attempt) as span:
                     await step.do(self)
                     span.produced(self.record)
@@ -107,7 +79,7 @@ class SagaRun:
         for step in undone:
             assert step.undo is not None
             with self._ports.steps.step(f"undo {step.name}", self.record.attempt):
-                await step.undo(self)
+                await self.journaled_undo(step.undo(self))
         return bool(undone)
 
     # --- do ------------------------------------------------------------------------------------------------
@@ -115,7 +87,8 @@ class SagaRun:
     async def prepare(self) -> None:
         """validate: resolves the due date once (every retry then sends the same one)."""
         now = self.now()
-        await self.save(self.record.with_due_date(resolve_due_date(self.request, now), now))
+        due_date = resolve_due_date(self.request, now)
+        await self.advance(self.record.with_due_date(due_date, now), due_date=due_date.isoformat())
 
     async def ensure_customer(self) -> None:
         """customer: finds or creates the Stripe customer of the contact, then links it in the CRM.
@@ -137,7 +110,8 @@ class SagaRun:
             if linked != customer_id:
                 log.info("another customer was linked first; using it", extra=self._log_context())
         description = self._invoice_description(contact, email)
-        await self.save(self.record.with_customer(stripe_account, description, linked, self.now()))
+        record = self.record.with_customer(stripe_account, description, linked, self.now())
+        await self.advance(record, stripe_account=stripe_account, customer_id=linked)
 
     async def _connected_account(self) -> str:
         stripe_account = await self._ports.crm.stripe_account_of(self.request.account_id)
@@ -208,7 +182,7 @@ class SagaRun:
             metadata=metadata,
         )
         invoice_id = await self._ports.billing.create_draft_invoice(record.stripe_account, draft, record.keys.draft())
-        await self.save(record.with_draft(invoice_id, self.now()))
+        await self.advance(record.with_draft(invoice_id, self.now()), invoice_id=invoice_id)
 
     async def add_items(self) -> None:
         """items: the next ``items_per_call`` line items not yet on the draft, in one call."""
@@ -220,7 +194,7 @@ class SagaRun:
         await self._ports.billing.add_invoice_items(
             record.stripe_account, record.invoice_id, batch, record.keys.items(start, stop)
         )
-        await self.save(record.with_items_added(stop, self.now()))
+        await self.advance(record.with_items_added(stop, self.now()), items=f"{start}..{stop - 1}")
 
     def _invoice_item(self, index: int, line: LineItem) -> InvoiceItem:
         assert self.record.customer_id is not None
@@ -244,7 +218,8 @@ class SagaRun:
         )
         if not invoice.hosted_invoice_url:
             raise PermanentError(Reason.STRIPE_INVALID_REQUEST, "Stripe finalised the invoice without a hosted URL")
-        self.advance(record.with_finalised(invoice, self.now()))  # saved with the result (ADR 0016)
+        ids = {"invoice_number": invoice.number} if invoice.number else {}
+        self.advance_unsaved(record.with_finalised(invoice, self.now()), **ids)  # saved with the result
 
     async def shorten(self) -> None:
         """shorten: a short URL for the hosted invoice; never fails the saga (None: the long URL is used)."""
@@ -255,7 +230,10 @@ class SagaRun:
             # The port promises not to raise; a broken adapter still must not fail a finalised invoice.
             log.warning("shortener raised; using the long URL", exc_info=True, extra=self._log_context())
             short_url = None
-        self.advance(self.record.with_short_url(short_url, self.now()))  # saved with the result (ADR 0016)
+        ids = {"short_url": short_url} if short_url else {}
+        self.advance_unsaved(
+            self.record.with_short_url(short_url, self.now()), **ids
+        )  # saved with the result (ADR 0016)
 
     # --- undo ----------------------------------------------------------------------------------------------
 

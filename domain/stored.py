@@ -24,6 +24,24 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True)
+class StoredEvent:
+    """A result event as the outbox holds it, for ``paylink show``: pending, or published (with its Kafka
+    partition and offset when the relay recorded them)."""
+
+    event_id: str
+    event_type: str
+    payload: bytes
+    created_at: datetime
+    published_at: datetime | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+    @property
+    def published(self) -> bool:
+        return self.published_at is not None
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     """A message that could not be processed, with where it came from and why."""
 
@@ -38,6 +56,11 @@ class DeadLetter:
     account_id: str | None
     first_failed_at: datetime
     attempts: int
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None  # the Kafka record's timestamp
+    retried_as: str | None = None  # the event_id ``paylink dead-letters retry`` re-published it as
+    retried_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,12 @@ class MongoCancelStore:
             document = await self._cancels.find_one({"_id": cancel_request_id})
         return CancelRecord.from_document(document) if document else None
 
+    async def find_for_link(self, payment_link_id: str, limit: int = 100) -> list[CancelRecord]:
+        """The link's cancel requests, oldest first (an operator's query: no index, FerretDB scans)."""
+        with store_errors("cancel query"):
+            cursor = self._cancels.find({"payment_link_id": payment_link_id}).sort("created_at", 1).limit(limit)
+            return [CancelRecord.from_document(document) async for document in cursor]
+
     async def save(self, record: CancelRecord) -> CancelRecord:
         stored = record.model_copy(update={"version": record.version + 1})
         with store_errors("cancel save"):

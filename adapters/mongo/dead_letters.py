@@ -1,11 +1,14 @@
 """Dead letters: messages that could not be processed, kept with their raw bytes for operators.
 
 Document ``_id`` is ``topic:partition:offset``, so recording the same message twice (a redelivery after
-a crash) keeps one record and counts the attempt.
+a crash) keeps one record and counts the attempt. The Kafka key, headers (as ``[{name, value}]``: FerretDB
+refuses nested arrays) and timestamp are kept so ``paylink dead-letters retry`` can re-publish it as it came;
+``retried_as``/``retried_at`` say it was (letters stored before these fields load without them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +41,9 @@ class MongoDeadLetters:
         message: str,
         event_id: str | None = None,
         account_id: str | None = None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+        timestamp_ms: int | None = None,
     ) -> str:
         letter_id = f"{topic}:{partition}:{offset}"
         now = datetime.now(UTC)
@@ -47,6 +53,10 @@ class MongoDeadLetters:
                 "partition": partition,
                 "offset": offset,
                 "raw": Binary(raw),
+                "key": Binary(key) if key is not None else None,
+                "headers": [{"name": name, "value": Binary(value)} for name, value in headers],
+                "timestamp_ms": timestamp_ms,
+                "retried_as": None,
                 "first_failed_at": now,
             },
             "$set": {
@@ -78,8 +88,11 @@ class MongoDeadLetters:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 100,
+        event_id: str | None = None,
     ) -> list[DeadLetter]:
         query = _filter(reason, account_id, since, until)
+        if event_id:
+            query["event_id"] = event_id
         with store_errors("dead letter list"):
             cursor = self._letters.find(query).sort("failed_at", DESCENDING).limit(limit)
             return [_letter(doc) async for doc in cursor]
@@ -95,6 +108,22 @@ class MongoDeadLetters:
         with store_errors("dead letter purge"):
             result = await self._letters.delete_many(_filter(reason, account_id, since, until))
         return result.deleted_count
+
+    async def count(self, since: datetime | None = None) -> int:
+        with store_errors("dead letter count"):
+            return await self._letters.count_documents(_filter(None, None, since, None))
+
+    async def delete(self, letter_id: str) -> bool:
+        with store_errors("dead letter purge"):
+            result = await self._letters.delete_one({"_id": letter_id})
+        return result.deleted_count == 1
+
+    async def mark_retried(self, letter_id: str, event_id: str, at: datetime) -> bool:
+        with store_errors("dead letter mark retried"):
+            result = await self._letters.update_one(
+                {"_id": letter_id, "retried_as": None}, {"$set": {"retried_as": event_id, "retried_at": at}}
+            )
+        return result.modified_count == 1
 
 
 def _filter(
@@ -125,4 +154,13 @@ def _letter(doc: dict[str, Any]) -> DeadLetter:
         account_id=doc.get("account_id"),
         first_failed_at=first if first.tzinfo else first.replace(tzinfo=UTC),
         attempts=doc.get("attempts", 1),
+        key=bytes(doc["key"]) if doc.get("key") is not None else None,
+        headers=tuple((str(h["name"]), bytes(h["value"])) for h in doc.get("headers") or ()),
+        timestamp_ms=doc.get("timestamp_ms"),
+        retried_as=doc.get("retried_as"),
+        retried_at=_aware(doc["retried_at"]) if doc.get("retried_at") else None,
     )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

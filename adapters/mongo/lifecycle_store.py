@@ -48,6 +48,14 @@ class MongoLifecycleStore:
             document = await self._lifecycles.find_one({"_id": payment_link_id})
         return LifecycleRecord.from_document(document) if document else None
 
+    async def count_by_status(self) -> dict[str, int]:
+        """Links per lifecycle status (``open``, ``paid``, ...), and ``overdue`` among them, for ``paylink status``."""
+        with store_errors("lifecycle counts"):
+            cursor = await self._lifecycles.aggregate([{"$group": {"_id": "$status", "count": {"$sum": 1}}}])
+            counts = {str(row["_id"]): int(row["count"]) async for row in cursor}
+            counts["overdue"] = await self._lifecycles.count_documents({"overdue": True})
+        return counts
+
     async def save(self, record: LifecycleRecord) -> LifecycleRecord:
         stored = record.model_copy(update={"version": record.version + 1})
         with store_errors("lifecycle save"):

@@ -22,6 +22,7 @@ relay of the version before the move) are skipped by the relay and purged like t
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -32,7 +33,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from adapters.mongo.errors import store_errors
 from domain.errors import RetryableError
-from domain.stored import OutboxEntry
+from domain.stored import OutboxEntry, StoredEvent
 
 Document = dict[str, Any]
 SEQ_ATTEMPTS = 64
@@ -141,8 +142,11 @@ class MongoOutbox:
                 async for doc in cursor
             ]
 
-    async def mark_published(self, entries: list[OutboxEntry]) -> None:
+    async def mark_published(
+        self, entries: list[OutboxEntry], positions: Mapping[str, tuple[int, int]] | None = None
+    ) -> None:
         """Moves ``entries`` (as read by ``unpublished``) to ``outbox_published``; marking one twice is harmless.
+        ``positions``: the Kafka partition and offset of each event id, as the broker acknowledged them.
 
         Copied first, deleted second: a crash in between leaves the entry pending, so it is published again
         (at least once) and its second copy is refused by the unique ``_id``.
@@ -152,7 +156,10 @@ class MongoOutbox:
         now = datetime.now(UTC)
         with store_errors("outbox mark published"):
             try:
-                await self._published.insert_many([_published_document(entry, now) for entry in entries], ordered=False)
+                documents = [
+                    _published_document(entry, now, (positions or {}).get(entry.event_id)) for entry in entries
+                ]
+                await self._published.insert_many(documents, ordered=False)
             except BulkWriteError as error:
                 if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
                     raise
@@ -166,6 +173,15 @@ class MongoOutbox:
             flagged = await self._entries.delete_many({"published": True, "published_at": {"$lt": cutoff}})
             return moved.deleted_count + flagged.deleted_count
 
+    async def find_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
+        """The stored events among ``event_ids``, published (within the retention) or pending, in
+        insertion order."""
+        query = {"_id": {"$in": list(event_ids)}}
+        with store_errors("outbox lookup"):
+            published = [doc async for doc in self._published.find(query)]
+            pending = [doc async for doc in self._entries.find(query) if not doc.get("published")]
+        return [_stored_event(doc) for doc in sorted([*published, *pending], key=lambda doc: doc["seq"])]
+
     async def backlog(self) -> tuple[int, datetime | None]:
         """How many entries wait, and when the oldest of them was appended."""
         with store_errors("outbox backlog"):
@@ -174,8 +190,10 @@ class MongoOutbox:
             return count, _aware(oldest["created_at"]) if oldest else None
 
 
-def _published_document(entry: OutboxEntry, published_at: datetime) -> Document:
+def _published_document(entry: OutboxEntry, published_at: datetime, position: tuple[int, int] | None) -> Document:
     return {
+        "partition": position[0] if position else None,
+        "offset": position[1] if position else None,
         "_id": entry.event_id,
         "seq": entry.seq,
         "key": entry.key,
@@ -193,6 +211,19 @@ def _current_trace() -> dict[str, str]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return {key: carrier[key] for key in ("traceparent", "tracestate") if key in carrier}
+
+
+def _stored_event(doc: Document) -> StoredEvent:
+    published_at = doc.get("published_at")
+    return StoredEvent(
+        event_id=doc["_id"],
+        event_type=doc["event_type"],
+        payload=doc["payload"].encode(),
+        created_at=_aware(doc["created_at"]),
+        published_at=_aware(published_at) if published_at else None,
+        partition=doc.get("partition"),
+        offset=doc.get("offset"),
+    )
 
 
 def _aware(moment: datetime) -> datetime:

@@ -122,6 +122,10 @@ class MongoSagaStore:
             cursor = self._sagas.find(query).sort([("updated_at", ASCENDING), ("_id", ASCENDING)]).limit(limit)
             return [_record(document) async for document in cursor]
 
+    async def failures_by_reason(self, since: datetime) -> list[tuple[str, bool, int]]:
+        """(reason, retryable, count) of the sagas that ended failed or compensation_failed since ``since``."""
+        return await _failures(self._sagas, since)
+
     async def count_by_status(self, since: datetime | None = None) -> dict[str, int]:
         """Sagas per status (updated since ``since``), for ``paylink status``; an old-form compensating
         document (``running`` with a ``failure``) counts as ``compensating``."""
@@ -135,6 +139,15 @@ class MongoSagaStore:
                 old_form = await self._sagas.count_documents({**match, **OLD_FORM_COMPENSATING})
                 _move(counts, old_form, SagaStatus.RUNNING.value, SagaStatus.COMPENSATING.value)
         return counts
+
+
+async def _failures(sagas: Any, since: datetime) -> list[tuple[str, bool, int]]:
+    match = {"status": {"$in": REPLAYABLE}, "updated_at": {"$gte": _timestamp(since)}}
+    group = {"_id": {"reason": "$failure.reason", "retryable": "$failure.retryable"}, "count": {"$sum": 1}}
+    with store_errors("saga failure counts"):
+        cursor = await sagas.aggregate([{"$match": match}, {"$group": group}])
+        rows = [(str(row["_id"]["reason"]), bool(row["_id"]["retryable"]), int(row["count"])) async for row in cursor]
+    return sorted(rows)
 
 
 def _move(counts: dict[str, int], number: int, source: str, target: str) -> None:

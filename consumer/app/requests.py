@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,9 @@ class RequestJob:
     request: PaymentLinkRequested | PaymentLinkCancelRequested | None
     error: PermanentError | None
     serial_key: Hashable | None
-    headers: Sequence[tuple[str, bytes]] = ()
+    kafka_key: bytes | None = None  # key, headers and timestamp are kept with a dead letter, for its retry
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None
 
 
 class RequestHandler:
@@ -75,9 +77,19 @@ class RequestHandler:
         except PermanentError as problem:
             error = problem
         key: Hashable | None = (request.account_id, request.contact_id) if request else record.key
-        # aiokafka's records have ``headers``; ``ConsumedMessage`` leaves them optional (simple test doubles).
-        headers: Sequence[tuple[str, bytes]] = getattr(record, "headers", None) or ()
-        return RequestJob(record.topic, record.partition, record.offset, raw, request, error, key, headers)
+        return RequestJob(
+            record.topic,
+            record.partition,
+            record.offset,
+            raw,
+            request,
+            error,
+            key,
+            record.key,
+            # aiokafka's records have headers and a timestamp; the ConsumedMessage port leaves them optional.
+            tuple(getattr(record, "headers", None) or ()),
+            getattr(record, "timestamp", None),
+        )
 
     async def handle(self, job: RequestJob) -> None:
         metrics.IN_FLIGHT.inc()
@@ -172,6 +184,9 @@ class RequestHandler:
             message=message,
             event_id=identity.event_id if identity else None,
             account_id=identity.account_id if identity else None,
+            key=job.kafka_key,
+            headers=job.headers,
+            timestamp_ms=job.timestamp_ms,
         )
         metrics.DEAD_LETTERS.labels(reason.value).inc()
 

@@ -222,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconciling.add_argument("--limit", type=int, default=10_000, help="at most this many links (default 10000)")
     reconciling.add_argument("--dry-run", action="store_true", help="read and list; publish nothing")
 
-    letters = command("dead-letters", None, "inspect and purge dead letters (messages that could not be processed)")
+    letters = command(
+        "dead-letters", None, "inspect, retry and purge dead letters (messages that could not be processed)"
+    )
     letters_sub = letters.add_subparsers(dest="letters_command", required=True, metavar="ACTION")
 
     def letters_command(name: str, run: CommandRef, summary: str, description: str = "") -> argparse.ArgumentParser:
@@ -244,19 +246,50 @@ def build_parser() -> argparse.ArgumentParser:
         "show",
         "dead_letters:dead_letters_show",
         "print one dead letter's raw message",
-        "Writes the raw message to stdout byte for byte, and the record (reason, message, topic, partition,\n"
-        "offset, times) to stderr as 'key: value' lines: `paylink dead-letters show ID > message.bin`.",
+        "Writes the raw message to stdout byte for byte, and the record (reason, message, topic, partition, offset,\n"
+        "times, Kafka key and headers) to stderr as 'key: value' lines: `paylink dead-letters show ID > m.json`.",
     )
     show.add_argument("id", metavar="ID", help="TOPIC:PARTITION:OFFSET, as `list` shows it")
-    purge = letters_command("purge", "dead_letters:dead_letters_purge", "delete dead letters matching the filters")
+    retry = letters_command(
+        "retry",
+        "dead_letters:dead_letters_retry",
+        "re-publish a dead letter (validated first), with its original Kafka key and headers",
+        "Validates the dead letter's message (or --file, an edited copy: `paylink dead-letters show ID > m.json`)\n"
+        "as the worker does, re-publishes it to the topic it came from with its original key and headers (minus\n"
+        "stale trace/CloudEvents ones, plus paylink-retried-from), and marks the letter retried with the event's\n"
+        "id, printed on stdout. A letter already retried is not sent again (said on stderr, exit 0). Exit 2 when\n"
+        "the message does not validate (nothing sent), 1 when there is no such letter.",
+    )
+    retry.add_argument("id", metavar="ID", help="TOPIC:PARTITION:OFFSET, as `list` shows it")
+    retry.add_argument("--file", metavar="PATH", help="send this edited message instead of the stored bytes")
+    retry.add_argument("--dry-run", action="store_true", help="validate and say what would be sent; send nothing")
+    purge = letters_command("purge", "dead_letters:dead_letters_purge", "delete dead letters by id, by filters, or all")
+    purge.add_argument("--id", dest="ids", action="append", default=[], metavar="ID", help="this letter (repeatable)")
     _filters(purge)
     purge.add_argument("--all", action="store_true", help="every dead letter (required when no filter is given)")
-    purge.add_argument("--dry-run", action="store_true", help="count what would be purged; delete nothing")
+    purge.add_argument("--dry-run", action="store_true", help="list what would be purged; delete nothing")
 
+    showing = command(
+        "show",
+        "show:show",
+        "one request's story: saga steps, retries, compensation, results, lifecycle, cancels, dead letters",
+        "Shows everything paylink stored about one payment link: the request, each saga step (start, duration,\n"
+        "attempt, the Stripe ids it produced), every failure and retry with its reason, the compensation, the\n"
+        "result events (published with their Kafka partition/offset, or pending), lifecycle events, cancel\n"
+        "requests and dead letters. ID is a payment_link_id, a cancel request id or a dead letter id.\n"
+        "Exit 1 when nothing has that id.",
+    )
+    showing.add_argument("id", metavar="ID", help="payment_link_id, cancel request id or dead letter id")
+    showing.add_argument("--json", action="store_true", help="one JSON document instead of tables")
     report = command(
         "status",
         "status:status",
-        "consumer lag, in-flight sagas, outbox backlog, relay lease, recent outcomes",
+        "a verdict (healthy/degraded/down, with reasons) and lag, sagas, outbox, relay, dead letters, failures",
+        "Gives a verdict, healthy, degraded or down, with its reasons, then the figures behind it: consumer lag\n"
+        "and live group members, sagas by status and failures by reason x retryable in the window, the outbox\n"
+        "backlog and its oldest entry, the relay lease, dead letters, links by lifecycle status.\n"
+        "Exit 0 healthy, 1 degraded, 4 down, 3 down because Kafka or MongoDB is unreachable\n"
+        "(docs/operations.md lists the rules).",
     )
     report.add_argument(
         "--window",
@@ -266,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="count sagas updated within this window (default 1h)",
     )
     report.add_argument("--json", action="store_true", help="one JSON document instead of tables")
+    report.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C (tables only)")
+    report.add_argument(
+        "--interval", type=seconds, default=5.0, metavar="SECONDS", help="--watch refresh period (default 5)"
+    )
 
     schemas = command(
         "schema",

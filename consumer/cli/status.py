@@ -1,4 +1,4 @@
-"""``paylink status``: the worker group's lag, sagas, outbox backlog and relay lease, at a glance.
+"""``paylink status``: a verdict (healthy / degraded / down, with reasons) and the figures behind it.
 
 ``status`` gathers, each part on its own so one unreachable dependency does not hide the others:
 
@@ -7,10 +7,16 @@
 - ``sagas``: ``in_flight`` (status ``running`` or ``compensating``) and the count per status of sagas
   updated within the window (``--window``, 1 h by default);
 - ``outbox``: entries waiting for the relay and the age of the oldest;
-- ``relay``: the ``outbox-relay`` lease: its owner (``host:pid:nonce``) and whether it is still held.
+- ``relay``: the ``outbox-relay`` lease: its owner (``host:pid:nonce``) and whether it is still held;
+- ``dead_letters``: how many, in the window and in all, and the newest;
+- ``failures``: sagas that ended failed within the window, by reason and retryable;
+- ``lifecycle``: links per lifecycle status (and how many are overdue);
+- ``verdict``: ``consumer.app.verdict.judge`` of the above; the exit code is the verdict's (0 healthy,
+  1 degraded, 4 down, 3 down because a dependency is unreachable).
 
 ``--json`` prints that as one document; an unreachable part is ``{"error": "..."}``, listed in
-``unreachable``, and the command exits 3.
+``unreachable``. ``--watch`` redraws the tables every ``--interval`` seconds on a terminal (the exit code is
+then the last verdict's, on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pymongo.errors import PyMongoError
 
-from consumer.cli.output import EXIT_OK, EXIT_UNREACHABLE, iso, print_table
+from consumer.app.verdict import Observed, judge
+from consumer.cli.output import iso
+from consumer.cli.status_render import print_status, span, watch_frame
 from consumer.ports import Unreachable
 from consumer.runtime.bootstrap import RELAY_LEASE, open_stores
 from consumer.runtime.settings import Settings
@@ -49,9 +57,37 @@ async def collect_status(settings: Settings, window: timedelta) -> Report:
         report.update(await store_status(settings, window))
     except (Unreachable, RetryableError, PyMongoError, OSError) as error:
         problem = {"error": str(error) or type(error).__name__}
-        report.update(sagas=problem, outbox=problem, relay=problem)
+        report.update({part: problem for part in MONGO_PARTS})
         report["unreachable"].append("mongodb")
+    verdict = judge(observed(report, window))
+    report["verdict"] = {
+        "health": verdict.health.value,
+        "reasons": list(verdict.reasons),
+        "exit_code": verdict.exit_code,
+    }
     return report
+
+
+MONGO_PARTS = ("sagas", "outbox", "relay", "dead_letters", "failures", "lifecycle")
+
+
+def observed(report: Report, window: timedelta) -> Observed:
+    """What the verdict needs from the report (a part with an ``error`` counts as unknown)."""
+    kafka, outbox, relay = report["kafka"], report["outbox"], report["relay"]
+    letters, failures, sagas = report["dead_letters"], report["failures"], report["sagas"]
+    known = "error" not in outbox
+    return Observed(
+        unreachable=tuple(report["unreachable"]),
+        members=kafka.get("members") if "group" in kafka else None,
+        total_lag=kafka.get("total_lag") if "group" in kafka else None,
+        relay_owner=relay.get("owner"),
+        relay_held=relay.get("held") if "error" not in relay else None,
+        outbox_oldest_age_s=outbox.get("oldest_age_s") if known else None,
+        dead_letters_in_window=letters.get("in_window", 0),
+        retryable_failures_in_window=sum(row["count"] for row in failures.get("rows", []) if row["retryable"]),
+        compensation_failed_in_window=sagas.get("by_status", {}).get("compensation_failed", 0),
+        window=span(int(window.total_seconds())),
+    )
 
 
 async def kafka_status(settings: Settings) -> Report:
@@ -74,6 +110,7 @@ async def kafka_status(settings: Settings) -> Report:
             "group": group,
             "group_state": described[2],
             "members": len(described[5]),
+            "member_list": [{"client_id": m[1], "host": m[2]} for m in described[5]],
             "partitions": [],
             "total_lag": 0,
         }
@@ -97,6 +134,10 @@ async def store_status(settings: Settings, window: timedelta) -> Report:
         everything, recent = await stores.sagas.count_by_status(), await stores.sagas.count_by_status(now - window)
         backlog, oldest = await stores.outbox.backlog()
         lease = await stores.relay_lease.current()
+        letters_recent, letters_all = await stores.dead_letters.count(now - window), await stores.dead_letters.count()
+        newest = await stores.dead_letters.find(limit=1)
+        failures = await stores.sagas.failures_by_reason(now - window)
+        lifecycle = await stores.lifecycles.count_by_status()
     relay: Report = {"lease": RELAY_LEASE, "owner": None, "held": False, "expires_at": None}
     if lease is not None:
         relay.update(
@@ -118,10 +159,21 @@ async def store_status(settings: Settings, window: timedelta) -> Report:
             "oldest_age_s": round((now - oldest).total_seconds(), 1) if oldest else None,
         },
         "relay": relay,
+        "dead_letters": {
+            "in_window": letters_recent,
+            "total": letters_all,
+            "newest": {"id": newest[0].id, "reason": newest[0].reason, "failed_at": iso(newest[0].first_failed_at)}
+            if newest
+            else None,
+        },
+        "failures": {"rows": [{"reason": r, "retryable": retryable, "count": n} for r, retryable, n in failures]},
+        "lifecycle": {"by_status": dict(sorted(lifecycle.items()))},
     }
 
 
 def status(args: argparse.Namespace, settings: Settings) -> int:
+    if args.watch:
+        return asyncio.run(watch(settings, args.window, args.interval))
     report = asyncio.run(collect_status(settings, args.window))
     if args.json:
         print(json.dumps(report, indent=2))
@@ -129,49 +181,19 @@ def status(args: argparse.Namespace, settings: Settings) -> int:
         print_status(report)
     for part in report["unreachable"]:
         print(f"paylink status: {part} unreachable", file=sys.stderr)
-    return EXIT_UNREACHABLE if report["unreachable"] else EXIT_OK
+    return int(report["verdict"]["exit_code"])
 
 
-def print_status(report: Report) -> None:
-    kafka, sagas, outbox, relay = (report[k] for k in ("kafka", "sagas", "outbox", "relay"))
-    print("KAFKA")
-    if "group" in kafka:
-        print(
-            f"  topic {kafka['topic']}, group {kafka['group']} ({kafka['group_state']}, {kafka['members']} member(s))"
-        )
-        if kafka["partitions"]:
-            print_table(
-                ["  PARTITION", "COMMITTED", "END", "LAG"],
-                [[f"  {p['partition']}", p["committed"], p["end"], p["lag"]] for p in kafka["partitions"]],
-            )
-            print(f"  total lag {kafka['total_lag']}")
-    if "error" in kafka:
-        print(f"  {kafka['error']}")
-    print("SAGAS")
-    if "error" in sagas:
-        print(f"  {sagas['error']}")
-    else:
-        counts = ", ".join(f"{s} {n}" for s, n in sagas["by_status"].items()) or "none"
-        print(f"  in flight (running): {sagas['in_flight']}")
-        print(f"  updated in the last {_span(sagas['window_s'])}: {counts}")
-    print("OUTBOX")
-    if "error" in outbox:
-        print(f"  {outbox['error']}")
-    else:
-        age = f", oldest {outbox['oldest_age_s']} s old ({outbox['oldest_created_at']})" if outbox["backlog"] else ""
-        print(f"  backlog {outbox['backlog']}{age}")
-    print("RELAY")
-    if "error" in relay:
-        print(f"  {relay['error']}")
-    elif relay["owner"] is None:
-        print(f"  no relay has ever held the lease {relay['lease']}")
-    else:
-        state = f"held, expires in {relay['expires_in_s']} s" if relay["held"] else "lapsed: no active relay"
-        print(f"  lease {relay['lease']}: {relay['owner']} ({state}; expires_at {relay['expires_at']})")
-
-
-def _span(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+async def watch(settings: Settings, window: timedelta, interval_s: float) -> int:
+    """Redraws the report every ``interval_s`` until Ctrl-C; returns the last verdict's exit code."""
+    code = 0
+    tty = sys.stdout.isatty()
+    try:
+        while True:
+            report = await collect_status(settings, window)
+            code = int(report["verdict"]["exit_code"])
+            sys.stdout.write(watch_frame(report, interval_s, tty))
+            sys.stdout.flush()
+            await asyncio.sleep(interval_s)  # the refresh period, not a synchronisation
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return code

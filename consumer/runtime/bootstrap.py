@@ -45,10 +45,13 @@ from consumer.app.requests import RequestHandler
 from consumer.app.retry import RetryPolicy
 from consumer.app.webhooks import WebhookIntake
 from consumer.ports import (
+    CancelArchive,
     DeadLetterArchive,
     Lease,
+    LifecycleArchive,
     MessageConsumer,
     MessageProducer,
+    OutboxArchive,
     OutboxReader,
     SagaQueries,
     Unreachable,
@@ -94,10 +97,11 @@ class Stores:
     """paylink's stores, for the operator commands."""
 
     sagas: SagaQueries
-    outbox: OutboxReader
+    outbox: OutboxArchive
     dead_letters: DeadLetterArchive
     relay_lease: Lease
-    cancels: CancelStore
+    cancels: CancelArchive
+    lifecycles: LifecycleArchive
 
 
 def database_name(uri: str) -> str:
@@ -306,6 +310,7 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             MongoDeadLetters(database),
             relay_lease(database, "paylink-status", timedelta(seconds=1)),
             MongoCancelStore(database),
+            MongoLifecycleStore(database),
         )
     finally:
         await client.close()

@@ -188,7 +188,7 @@ class Relay:
         for entry in entries:
             metrics.PUBLISH_LAG.observe(max(0.0, (acknowledged - entry.created_at).total_seconds()))
         metrics.RELAY_PUBLISHED.inc(len(entries))
-        await self._outbox.mark_published(entries)
+        await self._outbox.mark_published(entries, _positions(entries, outcomes))
         self.stats.published += len(entries)
         self.stats.batches += 1
         return len(entries)
@@ -223,6 +223,16 @@ def _log_batch(entries: list[OutboxEntry], outcomes: list[Any]) -> None:
             )
     spans = {str(p): [min(found), max(found)] for p, found in sorted(offsets.items())}
     log.info("published a batch of results", extra={"count": len(entries), "offsets": spans})
+
+
+def _positions(entries: list[OutboxEntry], acknowledgements: list[Any]) -> dict[str, tuple[int, int]]:
+    """Each event's Kafka partition and offset, from the broker's acknowledgements (``RecordMetadata``),
+    for ``paylink show``."""
+    return {
+        entry.event_id: (ack.partition, ack.offset)
+        for entry, ack in zip(entries, acknowledgements, strict=True)
+        if isinstance(getattr(ack, "partition", None), int) and isinstance(getattr(ack, "offset", None), int)
+    }
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -116,3 +116,20 @@ async def test_concurrent_saves_of_one_version_let_exactly_one_win(store: Cancel
     won = [o for o in outcomes if isinstance(o, CancelRecord)]
     assert len(won) == 1 and sum(isinstance(o, ConcurrentUpdateError) for o in outcomes) == 5, outcomes
     assert await store.load(record.cancel_request_id) == won[0]
+
+
+async def test_find_for_link_lists_the_links_cancels_oldest_first(store: CancelStore) -> None:
+    first = new_record()
+    link = first.payment_link_id
+    second = new_record(payment_link_id=link, created_at=T0 + timedelta(minutes=1))
+    other = new_record()
+    for record in (second, other, first):
+        await store.create_if_absent(record)
+    archive = store
+    assert isinstance(archive, FakeCancelStore | MongoCancelStore)
+
+    found = await archive.find_for_link(link)
+
+    assert [r.cancel_request_id for r in found] == [first.cancel_request_id, second.cancel_request_id]
+    assert await archive.find_for_link(link, limit=1) == [first]
+    assert await archive.find_for_link("no-such-link") == []

@@ -207,3 +207,20 @@ async def test_append_unless_published_does_not_publish_a_published_event_again(
     assert await outbox.unpublished(10) == [], "kept as published: not queued again"
     await outbox.append(event)
     assert [e.event_id for e in await outbox.unpublished(10)] == [event.event_id], "a plain append queues it again"
+
+
+async def test_find_events_returns_the_named_pending_events_in_append_order(box: OutboxHarness) -> None:
+    first, second, other = created(), failed(), created(contact_id="con-2")
+    for event in (first, second, other):
+        await box.outbox.append(event)
+    finder = box.outbox
+    assert isinstance(finder, FakeOutbox | MongoOutbox)
+
+    found = await finder.find_events([second.event_id, first.event_id, "not-stored"])
+
+    assert [(e.event_id, e.event_type, e.published) for e in found] == [
+        (first.event_id, "PaymentLinkCreated", False),
+        (second.event_id, "PaymentLinkFailed", False),
+    ]
+    assert EVENTS.validate_json(found[0].payload) == first
+    assert await finder.find_events([]) == []

@@ -559,3 +559,13 @@ async def test_counts_by_status_since_a_moment(store: SagaStore, created: dict[s
 
     assert await counts() == {"created": 4, "failed": 1, "running": 1}
     assert await counts(since=T0 + timedelta(minutes=1)) == {"created": 3}
+
+
+async def test_failures_by_reason_count_ended_failures_only_since_a_moment(
+    store: SagaStore, replayable: dict[str, SagaRecord]
+) -> None:
+    failures = store.failures_by_reason  # type: ignore[attr-defined]
+
+    assert await failures(T0) == [("price_not_found", False, 1), ("stripe_unavailable", True, 4)]
+    assert await failures(T0 + timedelta(minutes=2)) == [("price_not_found", False, 1), ("stripe_unavailable", True, 3)]
+    assert await failures(T0 + timedelta(minutes=5)) == []

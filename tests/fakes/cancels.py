@@ -41,6 +41,10 @@ class FakeCancelStore:
         self.faults.check("load")
         return self.record(cancel_request_id) if cancel_request_id in self.documents else None
 
+    async def find_for_link(self, payment_link_id: str, limit: int = 100) -> list[CancelRecord]:
+        records = [self.record(key) for key in self.documents]
+        return sorted((r for r in records if r.payment_link_id == payment_link_id), key=lambda r: r.created_at)[:limit]
+
     async def save(self, record: CancelRecord) -> CancelRecord:
         self.faults.check("save")
         self.saves += 1

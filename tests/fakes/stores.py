@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 from opentelemetry import propagate
@@ -24,6 +24,7 @@ from domain.errors import ConcurrentUpdateError
 from domain.lifecycle import LifecycleRecord
 from domain.ports import OutputEvent
 from domain.saga_record import FAILED_STATUSES, SagaRecord, SagaStatus
+from domain.stored import StoredEvent
 from tests.fakes.faults import FaultPlan, SimulatedCrash
 
 
@@ -109,6 +110,12 @@ class FakeSagaStore:
         ]
         return sorted(matching, key=lambda record: (record.updated_at, record.payment_link_id))[:limit]
 
+    async def failures_by_reason(self, since: datetime) -> list[tuple[str, bool, int]]:
+        records = [self.record(key) for key in self.documents]
+        failures = [r.failure for r in records if r.status in FAILED_STATUSES and r.updated_at >= since]
+        counted = Counter((f.reason.value, f.retryable) for f in failures if f is not None)
+        return sorted((reason, retryable, count) for (reason, retryable), count in counted.items())
+
     async def count_by_status(self, since: datetime | None = None) -> dict[str, int]:
         records = [self.record(key) for key in self.documents]
         return dict(Counter(r.status.value for r in records if since is None or r.updated_at >= since))
@@ -169,3 +176,12 @@ class FakeOutbox:
     @property
     def ordered(self) -> list[OutputEvent]:
         return list(self.events.values())
+
+    async def find_events(self, event_ids: Sequence[str]) -> list[StoredEvent]:
+        """The stored events among ``event_ids``, in append order, all pending (the fake never publishes)."""
+        wanted = set(event_ids)
+        return [
+            StoredEvent(e.event_id, e.event_type, e.model_dump_json().encode(), datetime.now(UTC))
+            for e in self.events.values()
+            if e.event_id in wanted
+        ]

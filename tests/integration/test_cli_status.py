@@ -5,7 +5,7 @@ the consumer group's per-partition lag and the sagas' outcomes."""
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,8 @@ async def test_publish_then_status_reports_the_backlog_lag_and_outcomes(
 
         await wait_until(outbox_full, 60, "three results in the outbox")
         report = await paylink(stack, "status", "--json")
-        assert report.code == 0, report.err
+        assert report.code == 4, report.err  # down: no relay has held the lease
+        assert json.loads(report.stdout)["verdict"]["reasons"] == ["no active relay: the lease was never held"]
         status = json.loads(report.stdout)
         table = await paylink(stack, "status", "--window", "2h")
 
@@ -89,7 +90,7 @@ async def test_publish_then_status_reports_the_backlog_lag_and_outcomes(
     assert sum(p["end"] for p in kafka["partitions"]) == 3
     assert all(p["lag"] == p["end"] - (p["committed"] or 0) for p in kafka["partitions"])
     assert status["relay"]["owner"] is None and status["unreachable"] == []
-    assert table.code == 0 and "backlog 3" in table.out and "created 3" in table.out, table.out
+    assert table.code == 4 and "backlog 3" in table.out and "created 3" in table.out, table.out
 
     async with running_pipeline(stack, workers=0), ResultCollector(stack) as collector:  # a relay drains it
         results = await collector.wait_for(ids)
@@ -108,3 +109,53 @@ async def test_status_exits_3_when_a_dependency_is_unreachable(stack: Settings) 
     report = json.loads(ran.stdout)
     assert report["unreachable"] == ["kafka"] and "error" in report["kafka"]
     assert "backlog" in report["outbox"], "the reachable parts are still reported"
+
+
+async def status_of(stack: Settings) -> tuple[int, dict[str, Any]]:
+    ran = await paylink(stack, "status", "--json")
+    return ran.code, json.loads(ran.stdout)
+
+
+async def test_status_verdicts_healthy_no_worker_lapsed_lease_and_old_outbox(
+    pipeline_stack: StackFactory, mongo_client: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    stack = await pipeline_stack()
+    db = mongo_client[stack.mongodb_uri.rsplit("/", 1)[1]]
+    seen: dict[str, Any] = {}
+
+    async def verdict_is(code: int) -> bool:
+        got, seen["report"] = await status_of(stack)
+        return got == code
+
+    async with running_pipeline(stack):  # a worker and a relay: healthy once the worker has joined
+        await wait_until(lambda: verdict_is(0), 60, "a healthy verdict")
+    assert seen["report"]["verdict"] == {"health": "healthy", "reasons": [], "exit_code": 0}
+    assert seen["report"]["kafka"]["members"] == 1 and seen["report"]["kafka"]["member_list"]
+
+    # Stopped: the relay released its lease (lapsed), and no worker is left in the group.
+    code, report = await status_of(stack)
+    assert (code, report["verdict"]["health"]) == (4, "down"), report["verdict"]
+    assert "no worker: the consumer group has no live member" in report["verdict"]["reasons"]
+    assert any(
+        r.startswith("no active relay: lease of ") and r.endswith(" lapsed") for r in report["verdict"]["reasons"]
+    )
+
+    async with running_pipeline(stack, workers=0):  # only a relay: down for want of a worker, lease held
+
+        async def down_for_the_worker_only() -> bool:
+            down = await verdict_is(4)
+            return down and seen["report"]["verdict"]["reasons"] == ["no worker: the consumer group has no live member"]
+
+        await wait_until(down_for_the_worker_only, 60, "a down verdict for the missing worker alone")
+
+    async with running_pipeline(stack, relays=0):  # a worker, no relay, an entry waiting for 10 minutes
+        old = datetime.now(UTC) - timedelta(minutes=10)
+        await db["outbox"].insert_one(
+            {"_id": "old-entry", "seq": 1, "key": None, "event_type": "PaymentLinkFailed", "payload": "{}",
+             "created_at": old, "published": False, "published_at": None}
+        )  # fmt: skip
+        await wait_until(lambda: verdict_is(4), 60, "a down verdict")
+        report = seen["report"]
+    assert any(r.startswith("oldest unpublished result is 6") for r in report["verdict"]["reasons"]), report["verdict"]
+    table = await paylink(stack, "status")
+    assert table.code == 4 and table.out.startswith("VERDICT DOWN\n"), table.out

@@ -76,3 +76,18 @@ async def test_purge_deletes_only_entries_published_before_the_retention(mongo_d
     assert [doc["_id"] async for doc in mongo_db["outbox_published"].find({})] == [event_ids[1]]
     assert [entry.event_id for entry in await outbox.unpublished(limit=10)] == [event_ids[3]]
     assert await outbox.purge_published(timedelta(days=7)) == 0
+
+
+async def test_published_events_keep_their_kafka_position_for_show(mongo_db: Database) -> None:
+    outbox, event_ids = await _outbox_with(mongo_db, 3)
+    batch = await outbox.unpublished(limit=2)
+    await outbox.mark_published(batch, {event_ids[0]: (2, 41)})  # the second one's position is unknown
+
+    found = await outbox.find_events(event_ids)
+
+    assert [(e.event_id, e.published, e.partition, e.offset) for e in found] == [
+        (event_ids[0], True, 2, 41),
+        (event_ids[1], True, None, None),
+        (event_ids[2], False, None, None),
+    ]
+    assert all(e.published_at is not None for e in found[:2]) and found[2].published_at is None

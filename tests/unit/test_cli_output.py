@@ -8,7 +8,7 @@ import pytest
 
 from consumer.app.replay import ReplayTally
 from consumer.cli.output import Progress, print_table
-from consumer.cli.status import print_status
+from consumer.cli.status_render import print_status
 from consumer.runtime.bootstrap import with_timeout
 
 

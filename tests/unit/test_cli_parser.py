@@ -197,6 +197,7 @@ def test_the_parser_lists_every_command() -> None:
         "replay",
         "reconcile",
         "dead-letters",
+        "show",
         "status",
         "schema",
         "results",

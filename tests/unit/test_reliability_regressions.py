@@ -134,7 +134,7 @@ class _Outbox:
     async def unpublished(self, limit: int) -> list[OutboxEntry]:
         return [e for e in self.entries.values() if e.event_id not in self.published][:limit]
 
-    async def mark_published(self, entries: list[OutboxEntry]) -> None:
+    async def mark_published(self, entries: list[OutboxEntry], positions: object = None) -> None:
         self.published += [entry.event_id for entry in entries]
 
     async def purge_published(self, older_than: timedelta) -> int:

@@ -9,7 +9,7 @@ from domain.saga_record import SagaRecord
 from domain.saga_steps import STEPS, SagaRun, first_unfinished_step
 from tests.fakes.world import REQUEST_ID, World, make_request
 
-BOOKKEEPING = {"version", "updated_at"}
+BOOKKEEPING = {"version", "updated_at", "history"}
 ADVANCED = {Step.FINALISE, Step.SHORTEN}  # recorded unsaved; the saga's final save stores them (ADR 0016)
 
 

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from domain.billing import FinalizedInvoice
 from domain.errors import Reason
 from domain.events import PaymentLinkCreated, PaymentLinkFailed, Step
+from domain.saga_history import EntryKind, HistoryEntry, SagaHistory
 from domain.saga_record import SagaFailure, SagaRecord, SagaStatus
 from tests.fakes.world import REQUEST_ID, make_request
 
@@ -29,6 +30,10 @@ INVOICE = FinalizedInvoice(
 )
 PERMANENT = SagaFailure(reason=Reason.PRICE_NOT_FOUND, message="no price", retryable=False, failed_step=Step.ITEMS)
 RETRYABLE = SagaFailure(reason=Reason.STRIPE_UNAVAILABLE, message="500", retryable=True, failed_step=Step.FINALISE)
+# A replay leaves its mark in the step history (every other field is as the status machine says).
+REPLAYED = SagaHistory(
+    entries=(HistoryEntry(kind=EntryKind.REPLAYED, step="saga", attempt=2, started_at=LATER, ended_at=LATER),)
+)
 
 
 def fresh() -> SagaRecord:
@@ -211,6 +216,7 @@ def test_a_retryable_failure_reopens_running_with_its_progress_and_keys() -> Non
         "failure": None,
         "result": None,
         "updated_at": LATER,
+        "history": REPLAYED,
     }
 
 
@@ -222,6 +228,7 @@ def test_a_permanent_failure_starts_over_with_new_keys() -> None:
         "attempt": 2,
         "restarts": 1,
         "updated_at": LATER,
+        "history": REPLAYED,
     }
     assert reopened.keys.draft() != failed.keys.draft()
 
@@ -236,6 +243,7 @@ def test_a_failed_compensation_reopens_compensating_with_the_undo_owed_again() -
         "failure": PERMANENT,
         "result": None,
         "updated_at": LATER,
+        "history": REPLAYED,
     }
 
 
@@ -243,7 +251,7 @@ def test_a_failed_compensation_reopens_compensating_with_the_undo_owed_again() -
 def test_an_abandoned_in_flight_saga_reopens_as_recorded(compensating: bool) -> None:
     record = finished_steps().compensating(PERMANENT, T0) if compensating else finished_steps()
     reopened = record.reopened_for_replay(LATER)
-    assert fields_of(reopened) == {**fields_of(record), "attempt": 2, "updated_at": LATER}
+    assert fields_of(reopened) == {**fields_of(record), "attempt": 2, "updated_at": LATER, "history": REPLAYED}
 
 
 def test_a_created_saga_is_not_reopened() -> None:

@@ -200,8 +200,17 @@ class Outbox:
     async def unpublished(self, limit: int) -> list[OutboxEntry]:
         return [e for e in self.entries if e not in self.published][:limit]
 
-    async def mark_published(self, entries: list[OutboxEntry]) -> None:
+    async def mark_published(
+        self, entries: list[OutboxEntry], positions: dict[str, tuple[int, int]] | None = None
+    ) -> None:
         self.published.extend(entries)
+
+
+class HeldLease:
+    owner = "test"
+
+    async def acquire(self) -> bool:
+        return True
 
 
 def outbox_entry(event_id: str, trace: tuple[tuple[str, str], ...]) -> OutboxEntry:
@@ -214,9 +223,10 @@ async def test_the_relay_sends_the_stored_context_and_a_child_produce_span(
     stored = f"00-{TRACE_ID}-{PARENT_ID}-01"
     entries = [outbox_entry("e-1", (("traceparent", stored),)), outbox_entry("e-2", ())]
     producer = Producer()
-    relay = Relay(Outbox(entries), lease=None, producer=producer, options=RelayOptions(topic="results"))  # type: ignore[arg-type]
+    relay = Relay(Outbox(entries), lease=HeldLease(), producer=producer, options=RelayOptions(topic="results"))  # type: ignore[arg-type]
 
     with caplog.at_level(logging.DEBUG, logger="paylink.relay"):
+        assert await relay._hold_lease()  # a relay publishes only while it surely holds the lease
         assert await relay.publish_batch() == 2
 
     (batch,) = [r for r in caplog.records if r.getMessage() == "published a batch of results"]
