@@ -38,6 +38,14 @@ async def _fill(mongo: AsyncMongoClient[dict[str, Any]], database: str, document
         await mongo[database]["outbox"].insert_many(documents[start : start + 1000])
 
 
+async def _drained(mongo: AsyncMongoClient[dict[str, Any]], database: str, timeout_s: float) -> None:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if await mongo[database]["outbox"].count_documents({}) == 0:
+                return
+            await asyncio.sleep(0.1)
+
+
 async def _bare_relay_rate(
     mongo: AsyncMongoClient[dict[str, Any]], settings: Settings, database: str, events: list[tuple[str, str, bytes]]
 ) -> float:
@@ -100,9 +108,12 @@ async def relay_rates(mongo: AsyncMongoClient[dict[str, Any]], entries: int) -> 
     await _fill(mongo, database, _documents(events, now))
     relay = Process.paylink("relay", settings, log_dir() / f"{name}-relay.log")
     try:
-        stamps = await _timestamps(settings, settings.results_topic, entries)
+        # Read the topic only once the outbox is empty, as for the bare loop: a consumer running beside
+        # the relay would take the cores from it (the rate comes from the records' CreateTime anyway).
+        await _drained(mongo, database, timeout_s=120)
     finally:
         relay.stop()
+    stamps = await _timestamps(settings, settings.results_topic, entries)
     relay_rate = _rate(stamps)
     await mongo.drop_database(database)
     return {"entries": entries, "relay_per_s": round(relay_rate), "bare_per_s": round(bare_rate),
