@@ -113,6 +113,18 @@ def hostile_10k(world: World, rng: random.Random, count: int) -> list[Sent]:
     return out
 
 
+def _moment(value: object) -> datetime | None:
+    """A saga's ``updated_at``: stored as an ISO string (``...Z``), a datetime on other stores."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
 def _rate(moments: list[datetime]) -> float:
     if len(moments) < 5:
         return 0.0
@@ -127,8 +139,9 @@ def throughput_kept(run: ScenarioRun, obs: Observation) -> list[str]:
     moments: dict[str, list[datetime]] = {"clean": [], "mixed": []}
     for saga_id, saga in obs.sagas.items():
         phase = "clean" if saga_id in clean_ids else "mixed" if saga_id in mixed_ids else None
-        if phase is not None and isinstance(saga.get("updated_at"), datetime):
-            moments[phase].append(saga["updated_at"])
+        moment = _moment(saga.get("updated_at"))
+        if phase is not None and moment is not None:
+            moments[phase].append(moment)
     clean, mixed = _rate(moments["clean"]), _rate(moments["mixed"])
     invalid = sum(1 for s in run.sent if not s.valid)
     labels = sorted({s.label for s in run.sent if not s.valid})
