@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from domain.errors import PaylinkError, Reason
 
 HISTORY_LIMIT = 64
+CARRIED_SAGAS_LIMIT = 10_000
 HISTORY_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 COMPENSATION = "compensation"  # the ``step`` of a compensation or a result entry outside any forward step
 
@@ -126,7 +127,7 @@ class CarriedHistory:
     until the saga's next save in this process takes them. At most ``CARRIED_SAGAS_LIMIT`` sagas, each
     with its newest ``HISTORY_LIMIT`` entries: beyond, the saga carried longest ago is forgotten."""
 
-    def __init__(self, limit: int = 10_000) -> None:
+    def __init__(self, limit: int = CARRIED_SAGAS_LIMIT) -> None:
         self._limit = limit
         self._entries: dict[str, tuple[HistoryEntry, ...]] = {}
 

@@ -10,6 +10,7 @@ import pytest
 from domain.errors import PermanentError, Reason, RetryableError
 from domain.events import PaymentLinkCreated, PaymentLinkFailed
 from domain.saga_history import (
+    CARRIED_SAGAS_LIMIT,
     HISTORY_LIMIT,
     CarriedHistory,
     EntryKind,
@@ -72,6 +73,7 @@ async def test_a_created_saga_records_each_step_with_its_times_ids_and_result() 
     for earlier, later in itertools.pairwise(entries):
         assert earlier.started_at <= earlier.ended_at <= later.started_at
     assert all(e.started_at < e.ended_at for e in entries[1:])  # validate's went in with the insert (ADR 0016)
+    assert entries[-1].started_at < entries[-1].ended_at, "the result entry is timed too"
     assert all(e.reason is None and e.retryable is None and e.message is None for e in entries)
     assert record.history.dropped == 0
     assert record.version == CLEAN_SAVES, "the history rides along: no save of its own"
@@ -92,7 +94,7 @@ async def test_a_transient_failure_is_kept_until_the_next_save_and_costs_no_save
 
 
 async def test_a_permanent_failure_records_the_failure_the_compensation_and_the_result() -> None:
-    world = World()
+    world = World(clock=TickingClock())
     world.billing.faults.add("add_invoice_item", PermanentError(Reason.PRICE_NOT_FOUND, "No such price"))
     result = await world.saga().run(make_request())
     assert isinstance(result, PaymentLinkFailed)
@@ -101,6 +103,7 @@ async def test_a_permanent_failure_records_the_failure_the_compensation_and_the_
     failed, undone, reported = record.history.entries[3:]
     assert (failed.reason, failed.retryable, failed.message) == (Reason.PRICE_NOT_FOUND, False, "No such price")
     assert undone.ids == {"invoice_id": record.invoice_id} and undone.reason is None
+    assert undone.started_at < undone.ended_at and reported.started_at < reported.ended_at
     assert reported.ids == {"event_id": result.event_id}
 
 
@@ -219,6 +222,22 @@ def test_the_journal_dates_entries_from_the_step_start() -> None:
     )
     assert (last.ids, last.reason, last.retryable, last.message) == ({"a": "b"}, Reason.STRIPE_UNAVAILABLE, True, "503")
     assert len(journal.take()) == 3 and journal.pending == () and journal.take() == ()
+
+
+def test_carried_history_re_keeping_a_saga_makes_it_the_newest() -> None:
+    carried = CarriedHistory(limit=3)
+    for name, number in (("a", 1), ("b", 2), ("a", 3), ("c", 4), ("d", 5)):
+        carried.keep(name, [entry(number=number)])
+    assert carried.take("b") == (), "b, carried longest ago, is forgotten first"
+    assert [carried.take(name) for name in "acd"] == [(entry(number=3),), (entry(number=4),), (entry(number=5),)]
+
+
+def test_carried_history_holds_up_to_its_default_limit() -> None:
+    carried = CarriedHistory()
+    for number in range(CARRIED_SAGAS_LIMIT + 1):
+        carried.keep(str(number), [entry()])
+    assert len(carried) == CARRIED_SAGAS_LIMIT == 10_000
+    assert (carried.take("0"), carried.take("1")) == ((), (entry(),)), "only the first one was forgotten"
 
 
 def test_carried_history_is_bounded_per_saga_and_in_sagas() -> None:
