@@ -98,7 +98,8 @@ soak: setup $(GO_TOOLS)
 
 # Debian's faketime (skewed clocks for one process): installed when missing, else the scenario is skipped loudly.
 faketime:
-	@command -v faketime >/dev/null || (apt-get install -y faketime || sudo apt-get install -y faketime) \
+	@command -v faketime >/dev/null || (apt-get install -y faketime || (apt-get update && apt-get install -y faketime) \
+		|| sudo apt-get install -y faketime) \
 		|| echo "!!! faketime could not be installed: the skewed_clocks scenario will be skipped !!!"
 
 # Mutation testing of domain/ against tests/unit (config: [tool.mutmut] in pyproject.toml; work dir mutants/),

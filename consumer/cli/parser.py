@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from consumer.app.replay import STALE_AFTER_S
+from consumer.cli.parser_reading import add_results, add_show
 from consumer.cli.values import amount_item, duration, metadata_pair, moment, price_item, seconds
 from consumer.runtime.settings import Settings
 from domain.errors import Reason
@@ -152,23 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancelling.add_argument("--correlation-id", help="copied to the result")
     cancelling.add_argument("--dry-run", action="store_true", help="validate and print the event; send nothing")
 
-    reading = command(
-        "results",
-        "results:results",
-        "print the events of the results topic (results, lifecycle events, cancel rejections)",
-        "Reads the results topic with its own ephemeral reader (no consumer group, nothing committed): every\n"
-        "retained event and exit, or with --follow only new ones until Ctrl-C (add --from-beginning for both).\n"
-        "Filters combine (all must match); --type is repeatable. Delivery is at least once: the same event_id\n"
-        "may show twice; for one payment_link_id the result with the highest attempt wins.",
-    )
-    reading.add_argument("--follow", action="store_true", help="keep reading new events until interrupted")
-    reading.add_argument("--from-beginning", action="store_true", help="with --follow: start at the oldest event")
-    reading.add_argument("--payment-link-id", metavar="ID", help="only this link (the request's event_id)")
-    reading.add_argument("--correlation-id", metavar="ID", help="only this correlation_id")
-    reading.add_argument("--account", metavar="ACCOUNT_ID", help="only this CRM account")
-    reading.add_argument("--type", dest="types", action="append", default=[], metavar="EVENT_TYPE", help="repeatable")
-    reading.add_argument("--json", action="store_true", help="one JSON event per line")
-    reading.add_argument("--headers", action="store_true", help="show each message's key and headers too")
+    add_results(command)
 
     replaying = command(
         "replay",
@@ -269,18 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--all", action="store_true", help="every dead letter (required when no filter is given)")
     purge.add_argument("--dry-run", action="store_true", help="list what would be purged; delete nothing")
 
-    showing = command(
-        "show",
-        "show:show",
-        "one request's story: saga steps, retries, compensation, results, lifecycle, cancels, dead letters",
-        "Shows everything paylink stored about one payment link: the request, each saga step (start, duration,\n"
-        "attempt, the Stripe ids it produced), every failure and retry with its reason, the compensation, the\n"
-        "result events (published with their Kafka partition/offset, or pending), lifecycle events, cancel\n"
-        "requests and dead letters. ID is a payment_link_id, a cancel request id or a dead letter id.\n"
-        "Exit 1 when nothing has that id.",
-    )
-    showing.add_argument("id", metavar="ID", help="payment_link_id, cancel request id or dead letter id")
-    showing.add_argument("--json", action="store_true", help="one JSON document instead of tables")
+    add_show(command)
     report = command(
         "status",
         "status:status",
