@@ -96,7 +96,7 @@ def _saga(saga: SagaRecord, out: io.StringIO) -> None:
     request = saga.request
     print(
         f"  status {saga.status}, attempt {saga.attempt}, restarts {saga.restarts}; account {saga.account_id}, "
-        f"contact {saga.contact_id}; correlation_id {request.get('correlation_id')}",
+        f"contact {saga.contact_id}; correlation_id {request.get('correlation_id') or '-'}",
         file=out,
     )
     print(
