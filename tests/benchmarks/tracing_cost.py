@@ -64,7 +64,9 @@ def untraced_worker() -> Iterator[None]:
     """``run_worker`` starts ``python -m consumer.cli worker``; the baseline starts the untraced entry point."""
     original = common.Process.paylink
 
-    def untraced(cls: type[common.Process], command: str, settings: Any, log_path: Path) -> common.Process:
+    def untraced(
+        cls: type[common.Process], command: str, settings: Any, log_path: Path, counts: Path | None = None
+    ) -> common.Process:
         return cls(["-m", "tests.benchmarks.untraced_worker", command], settings, log_path)
 
     common.Process.paylink = classmethod(untraced)  # type: ignore[assignment, method-assign]
