@@ -81,7 +81,7 @@ async def _zero_ms(mongo: Mongo, ctx: dict[str, Any]) -> Throughput:
 async def _concurrent(mongo: Mongo, ctx: dict[str, Any]) -> Throughput:
     if "concurrent" not in ctx:
         ctx["concurrent"] = await run_worker(
-            mongo, "latency", sagas=600, tenants=32, latency_ms=int(LATENCY_S * 1000), max_in_flight=IN_FLIGHT,
+            mongo, "latency", sagas=400, tenants=32, latency_ms=int(LATENCY_S * 1000), max_in_flight=IN_FLIGHT,
             profile=ctx.get("profile_path", {}).get("latency"),
         )  # fmt: skip
     run: Throughput = ctx["concurrent"]
