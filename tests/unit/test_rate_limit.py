@@ -204,14 +204,14 @@ def test_a_given_back_slot_is_taken_by_the_next_waiter() -> None:
 def test_a_widened_account_keeps_slack_in_every_rolling_second() -> None:
     time = VirtualTime()
     bucket = limiter(time, rate=10, burst=1)
-    for _ in range(3):  # three 429s without Retry-After: 15 ms of slack
+    for _ in range(3):  # three 429s without Retry-After: 30 ms of slack
         bucket.widen("acct_a")
     slots = []
     for _ in range(40):
         slots.append(time.now + bucket.reserve("acct_a"))
         time.now = slots[-1]
-    busiest = max(sum(1 for t in slots if start <= t < start + 1.0149) for start in slots)
-    assert busiest == 10  # a server whose clock lags ours by up to 15 ms still counts 10 per second
+    busiest = max(sum(1 for t in slots if start <= t < start + 1.0299) for start in slots)
+    assert busiest == 10  # a server whose clock lags ours by up to 30 ms still counts 10 per second
     for _ in range(20):
         bucket.widen("acct_a")
     assert bucket.reserve("acct_b") == 0.0  # other accounts keep their own rolling second
@@ -229,14 +229,14 @@ def test_widening_stops_at_forty_milliseconds() -> None:
     assert slots[-1] - slots[0] == pytest.approx(3 * 1.04, abs=0.005)  # 10 per 1.04 s: 96 % of the rate
 
 
-def test_every_account_starts_with_ten_milliseconds_of_slack() -> None:
+def test_every_account_starts_with_twenty_milliseconds_of_slack() -> None:
     time = VirtualTime()
     bucket = AccountRateLimiter(10, 1, clock=time.clock, sleep=time.sleep)  # the default margin
     slots = []
     for _ in range(31):
         slots.append(time.now + bucket.reserve("acct_a"))
         time.now = slots[-1]
-    assert slots[-1] - slots[0] == pytest.approx(3 * 1.01, abs=0.005)  # 10 per 1.01 s
+    assert slots[-1] - slots[0] == pytest.approx(3 * 1.02, abs=0.005)  # 10 per 1.02 s
 
 
 class LateWaker(VirtualTime):
