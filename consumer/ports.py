@@ -140,8 +140,9 @@ class DeadLetterArchive(DeadLetterSink, Protocol):
 class OutboxReader(Protocol):
     """The relay's side of the outbox."""
 
-    async def unpublished(self, limit: int) -> list[OutboxEntry]:
-        """The oldest entries not yet marked published, in insertion order."""
+    async def unpublished(self, limit: int, after_seq: int | None = None) -> list[OutboxEntry]:
+        """The oldest entries not yet marked published, in insertion order; with ``after_seq``, only
+        those above it (the relay reads past a batch it is still marking)."""
         ...
 
     async def mark_published(

@@ -125,10 +125,13 @@ class MongoOutbox:
         last = await self._entries.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
         return int(last["seq"]) if last else 0
 
-    async def unpublished(self, limit: int) -> list[OutboxEntry]:
-        """The oldest unpublished entries, in insertion order."""
+    async def unpublished(self, limit: int, after_seq: int | None = None) -> list[OutboxEntry]:
+        """The oldest unpublished entries (above ``after_seq`` if given), in insertion order."""
+        query: Document = {"published": False}
+        if after_seq is not None:
+            query["seq"] = {"$gt": after_seq}
         with store_errors("outbox read"):
-            cursor = self._entries.find({"published": False}).sort("seq", ASCENDING).limit(limit)
+            cursor = self._entries.find(query).sort("seq", ASCENDING).limit(limit)
             return [
                 OutboxEntry(
                     event_id=doc["_id"],

@@ -273,6 +273,7 @@ def build_relay(components: Components, producer: MessageProducer) -> Relay:
         topic=settings.results_topic,
         lease_length_s=settings.relay_lease_s,
         poll_interval_s=settings.relay_poll_ms / 1000,
+        poll_min_interval_s=min(settings.relay_poll_min_ms, settings.relay_poll_ms) / 1000,
         batch_size=settings.relay_batch_size,
         retention=timedelta(seconds=settings.outbox_retention_s),
         purge_interval_s=settings.outbox_purge_interval_s,

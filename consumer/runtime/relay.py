@@ -4,9 +4,19 @@ One relay among several is active, by a lease in MongoDB; the others wait and ta
 one lease length when the active one dies (or at once when it stops gracefully). The active relay
 publishes a batch (up to 2,000 entries) with an idempotent producer (``acks=all``), waits for every
 acknowledgement, and only then marks the batch published (moves it to ``outbox_published``): a crash in
-between republishes it (at least once; consumers dedupe on ``event_id``). When idle it polls every
-``poll_interval`` (20 ms by default), so a new entry is noticed within 50 ms without change streams
-(FerretDB has none); a poll reads only pending entries, since published ones have moved out.
+between republishes it (at least once; consumers dedupe on ``event_id``).
+
+Pipelined: while a full batch is being marked, the next one (entries above the last ``seq`` sent) is read
+and sent; at most one marking is in flight, and it settles before the next one starts, before the relay
+goes idle and before it lets the lease go. A failed marking makes the next read start again from the
+oldest pending entry, so the unmarked batch goes out again ahead of what followed it (at least once, in
+order). After a short batch the next read starts from the oldest pending entry too: an append that
+claimed a lower ``seq`` but committed late is never skipped for longer than a backlog lasts.
+
+Polling adapts (no change streams on FerretDB): right after a batch the next poll comes after
+``poll_min_interval`` (5 ms by default), each empty poll doubles the wait up to ``poll_interval`` (20 ms),
+so a result following another is picked up sooner while an idle relay costs the store at most one read
+per ``poll_interval``; a poll reads only pending entries, since published ones have moved out.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ class RelayOptions:
     topic: str
     lease_length_s: float = 5.0
     poll_interval_s: float = 0.02
+    poll_min_interval_s: float = 0.005
     batch_size: int = 2000
     retention: timedelta = timedelta(days=7)
     purge_interval_s: float = 60.0
@@ -88,17 +99,24 @@ class Relay:
         self._renewed_at = -float("inf")
         self._last_purge = time.monotonic()
         self.stats = RelayStats()
+        self._marking: asyncio.Task[None] | None = None  # the previous batch's move to outbox_published
+        self._sent_up_to: int | None = None  # read above this seq while that batch is being marked
 
     async def run(self, stop: asyncio.Event) -> None:
+        idle = self._options.poll_interval_s
         try:
             while not stop.is_set():
                 try:
                     if not await self._hold_lease():
+                        await self.settle_marking()
                         await _wait(stop, self._options.lease_length_s / 5)
                         continue
-                    if await self.publish_batch() == 0:
-                        await self._purge_if_due()
-                        await _wait(stop, self._options.poll_interval_s)
+                    if await self.publish_batch() > 0:
+                        idle = self._options.poll_min_interval_s
+                        continue
+                    await self._purge_if_due()
+                    await _wait(stop, idle)
+                    idle = min(idle * 2, self._options.poll_interval_s)
                 except RetryableError as error:
                     log.warning("relay store unavailable; retrying", extra={"error": error.message})
                     await _wait(stop, 0.5)
@@ -117,6 +135,8 @@ class Relay:
                     log.exception("unexpected error in the relay loop; retrying")
                     await _wait(stop, 1.0)
         finally:
+            with contextlib.suppress(Exception):  # unmarked entries are published again by the next holder
+                await self.settle_marking()
             if self.stats.active:
                 with contextlib.suppress(RetryableError):  # else the lease lapses on its own
                     await self._lease.release()
@@ -154,13 +174,33 @@ class Relay:
         lost the lease meanwhile — its successor publishes it (reliability ``mongo_partition_relay``)."""
         return time.monotonic() - self._renewed_at < self._options.lease_length_s * 0.9
 
+    async def settle_marking(self) -> None:
+        """Waits for the previous batch's marking; if it failed, re-reads from the oldest pending entry."""
+        marking, self._marking = self._marking, None
+        if marking is None:
+            return
+        try:
+            await marking
+        except BaseException:
+            self._sent_up_to = None
+            raise
+
     async def publish_batch(self) -> int:
-        """Publishes the oldest unpublished entries; returns how many."""
-        entries = await self._outbox.unpublished(self._options.batch_size)
-        if not entries:
-            return 0
-        if not self._still_holding():
-            self.stats.fenced += 1
+        """Publishes the oldest unpublished entries not being marked already; returns how many. Their
+        marking may still be in flight on return (``settle_marking``)."""
+        try:
+            return await self._publish_batch()
+        except BaseException:
+            self._sent_up_to = None  # whatever was sent but not marked goes out again, in order
+            raise
+
+    async def _publish_batch(self) -> int:
+        entries = await self._outbox.unpublished(self._options.batch_size, after_seq=self._sent_up_to)
+        if not entries or not self._still_holding():
+            await self.settle_marking()
+            self._sent_up_to = None  # the next read starts from the oldest pending entry
+            if entries:
+                self.stats.fenced += 1
             return 0
         acknowledgements: list[Any] = []
         spans = tracing.ProduceSpans(self._options.topic)
@@ -188,7 +228,13 @@ class Relay:
         for entry in entries:
             metrics.PUBLISH_LAG.observe(max(0.0, (acknowledged - entry.created_at).total_seconds()))
         metrics.RELAY_PUBLISHED.inc(len(entries))
-        await self._outbox.mark_published(entries, _positions(entries, outcomes))
+        await self.settle_marking()  # one marking in flight at most, and in batch order
+        positions = _positions(entries, outcomes)
+        self._marking = asyncio.ensure_future(self._outbox.mark_published(entries, positions))
+        # Only a full batch suggests more behind it: then read past it while it is being marked.
+        self._sent_up_to = entries[-1].seq if len(entries) == self._options.batch_size else None
+        if self._sent_up_to is None:
+            await self.settle_marking()
         self.stats.published += len(entries)
         self.stats.batches += 1
         return len(entries)

@@ -84,7 +84,10 @@ class Settings(BaseSettings):
 
     # Relay
     relay_lease_s: float = Field(5.0, gt=0, description="relay lease length; a standby takes over after it lapses")
-    relay_poll_ms: int = Field(20, ge=1, description="idle relay's polling interval for new outbox entries")
+    relay_poll_ms: int = Field(20, ge=1, description="idle relay's polling interval for new outbox entries (longest)")
+    relay_poll_min_ms: int = Field(
+        5, ge=1, description="relay's first poll after a batch; each empty poll doubles it up to `relay_poll_ms`"
+    )
     relay_batch_size: int = Field(2000, ge=1, description="outbox entries published per batch")
     outbox_retention_s: float = Field(
         7 * 24 * 3600.0, gt=0, description="published outbox entries are purged after this long"

@@ -28,8 +28,9 @@ class VirtualTime:
         self.now = max(self.now, wake)  # sleepers resume in wake-up order, so time only moves forward
 
 
-def limiter(time: VirtualTime, rate: float, burst: float = 1.0) -> AccountRateLimiter:
-    return AccountRateLimiter(rate, burst, clock=time.clock, sleep=time.sleep)
+def limiter(time: VirtualTime, rate: float, burst: float = 1.0, margin_s: float = 0.0) -> AccountRateLimiter:
+    """Without the initial margin unless asked: these tests check the rate itself."""
+    return AccountRateLimiter(rate, burst, clock=time.clock, sleep=time.sleep, margin_s=margin_s)
 
 
 def test_reservations_are_spaced_at_the_rate() -> None:
@@ -216,7 +217,7 @@ def test_a_widened_account_keeps_slack_in_every_rolling_second() -> None:
     assert bucket.reserve("acct_b") == 0.0  # other accounts keep their own rolling second
 
 
-def test_widening_stops_at_a_tenth_of_a_second() -> None:
+def test_widening_stops_at_forty_milliseconds() -> None:
     time = VirtualTime()
     bucket = limiter(time, rate=10, burst=1)
     for _ in range(50):
@@ -225,4 +226,42 @@ def test_widening_stops_at_a_tenth_of_a_second() -> None:
     for _ in range(31):
         slots.append(time.now + bucket.reserve("acct_a"))
         time.now = slots[-1]
-    assert slots[-1] - slots[0] == pytest.approx(3 * 1.1, abs=0.01)  # 10 per 1.1 s, no less
+    assert slots[-1] - slots[0] == pytest.approx(3 * 1.04, abs=0.005)  # 10 per 1.04 s: 96 % of the rate
+
+
+def test_every_account_starts_with_twenty_milliseconds_of_slack() -> None:
+    time = VirtualTime()
+    bucket = AccountRateLimiter(10, 1, clock=time.clock, sleep=time.sleep)  # the default margin
+    slots = []
+    for _ in range(31):
+        slots.append(time.now + bucket.reserve("acct_a"))
+        time.now = slots[-1]
+    assert slots[-1] - slots[0] == pytest.approx(3 * 1.02, abs=0.005)  # 10 per 1.02 s
+
+
+class LateWaker(VirtualTime):
+    """Wakes the first sleeper 300 ms late: a busy event loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.late_s = 0.3
+
+    async def sleep(self, seconds: float) -> None:
+        wake, late, self.late_s = self.now + seconds, self.late_s, 0.0
+        await asyncio.sleep(0)
+        self.now = max(self.now, wake + late)
+
+
+async def test_a_waiter_woken_late_holds_back_the_one_a_second_after_it() -> None:
+    time = LateWaker()
+    bucket = limiter(time, rate=5)
+    departures: list[float] = []
+
+    async def call() -> None:
+        await bucket.acquire("acct_a")
+        departures.append(time.now)
+
+    # Slots 0, 0.2, ... 1.8 s; the one at 0.2 s leaves at 0.5 s, so the one at 1.2 s must wait for 1.5 s.
+    await asyncio.gather(*(call() for _ in range(10)))
+    in_any_second = max(sum(1 for t in departures if start <= t < start + 0.999) for start in departures)
+    assert in_any_second == 5, departures

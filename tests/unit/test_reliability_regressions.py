@@ -131,8 +131,9 @@ class _Outbox:
         self.entries = {entry.event_id: entry for entry in entries}
         self.published: list[str] = []
 
-    async def unpublished(self, limit: int) -> list[OutboxEntry]:
-        return [e for e in self.entries.values() if e.event_id not in self.published][:limit]
+    async def unpublished(self, limit: int, after_seq: int | None = None) -> list[OutboxEntry]:
+        above = -1 if after_seq is None else after_seq
+        return [e for e in self.entries.values() if e.event_id not in self.published and e.seq > above][:limit]
 
     async def mark_published(self, entries: list[OutboxEntry], positions: object = None) -> None:
         self.published += [entry.event_id for entry in entries]
@@ -270,9 +271,9 @@ class _StalledOutbox(_Outbox):
         super().__init__(entries)
         self.stall_s = stall_s
 
-    async def unpublished(self, limit: int) -> list[OutboxEntry]:
+    async def unpublished(self, limit: int, after_seq: int | None = None) -> list[OutboxEntry]:
         await asyncio.sleep(self.stall_s)  # the store answers only after the partition heals
-        return await super().unpublished(limit)
+        return await super().unpublished(limit, after_seq)
 
 
 class _LeaseLostAfterFirst(_Lease):

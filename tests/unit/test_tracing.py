@@ -197,8 +197,9 @@ class Outbox:
     entries: list[OutboxEntry]
     published: list[OutboxEntry] = field(default_factory=list)
 
-    async def unpublished(self, limit: int) -> list[OutboxEntry]:
-        return [e for e in self.entries if e not in self.published][:limit]
+    async def unpublished(self, limit: int, after_seq: int | None = None) -> list[OutboxEntry]:
+        above = -1 if after_seq is None else after_seq
+        return [e for e in self.entries if e not in self.published and e.seq > above][:limit]
 
     async def mark_published(
         self, entries: list[OutboxEntry], positions: dict[str, tuple[int, int]] | None = None
