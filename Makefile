@@ -68,7 +68,7 @@ services-status:
 	$(STACK) status
 
 # The Go tools are test dependencies: the tracing test starts its own Jaeger from .local/bin/jaeger.
-test: services-up $(GO_TOOLS)
+test: services-up $(GO_TOOLS) faketime
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 unit: .venv/.installed
