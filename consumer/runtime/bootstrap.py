@@ -26,6 +26,7 @@ from pymongo.errors import ConnectionFailure
 from pymongo.uri_parser import parse_uri
 
 from adapters.mongo.cancel_store import MongoCancelStore
+from adapters.mongo.client import new_client
 from adapters.mongo.crm import MongoCrmDirectory
 from adapters.mongo.dead_letters import MongoDeadLetters
 from adapters.mongo.lease import MongoLease
@@ -123,7 +124,7 @@ def _observe_stripe(endpoint: str, status: str, seconds: float) -> None:
 
 @contextlib.asynccontextmanager
 async def open_components(settings: Settings) -> AsyncIterator[Components]:
-    mongo: AsyncMongoClient[Document] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    mongo = new_client(settings.mongodb_uri, tz_aware=True)
     database = mongo[database_name(settings.mongodb_uri)]
     crm_database = mongo[settings.crm_database] if settings.crm_database else database
     limits = httpx.Limits(max_connections=settings.max_in_flight * 2, max_keepalive_connections=settings.max_in_flight)
@@ -296,9 +297,7 @@ def with_timeout(uri: str, timeout_s: float = CLI_TIMEOUT_S) -> str:
 @contextlib.asynccontextmanager
 async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
     """paylink's stores, after a ping; ``Unreachable`` when MongoDB does not answer within ``CLI_TIMEOUT_S``."""
-    client: AsyncMongoClient[Document] = AsyncMongoClient(
-        settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=int(CLI_TIMEOUT_S * 1000)
-    )
+    client = new_client(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=int(CLI_TIMEOUT_S * 1000))
     try:
         try:
             await client.admin.command("ping")
