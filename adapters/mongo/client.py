@@ -28,6 +28,8 @@ from pymongo.asynchronous.topology import Topology
 from pymongo.errors import AutoReconnect
 
 PAUSED = "connection pool paused"
+# Far above any single operation of paylink's (the relay's and purges' scans included) on a loaded store.
+SOCKET_TIMEOUT_MS = 30_000
 _MARK = "_paylink_ignores_paused_pool_errors"
 
 Document = dict[str, Any]
@@ -57,6 +59,14 @@ def ignore_paused_pool_errors() -> None:
 
 
 def new_client(uri: str, **options: Any) -> AsyncMongoClient[Document]:
-    """An ``AsyncMongoClient`` for ``uri`` (``options`` as PyMongo takes them), with the paused-pool fix on."""
+    """An ``AsyncMongoClient`` for ``uri`` (``options`` as PyMongo takes them), with the paused-pool fix on.
+
+    Operations time out after ``SOCKET_TIMEOUT_MS`` unless the URI sets ``socketTimeoutMS``: PyMongo waits
+    forever by default, and a connection that hangs without closing (a half-open socket, a partition that
+    drops packets) would hold a saga, and the worker's offsets behind it, for good. A timeout is a
+    ``NetworkTimeout``, retryable like any store failure (``adapters.mongo.errors``).
+    """
     ignore_paused_pool_errors()
+    if "sockettimeoutms" not in uri.lower():
+        options.setdefault("socketTimeoutMS", SOCKET_TIMEOUT_MS)
     return AsyncMongoClient(uri, **options)

@@ -19,7 +19,7 @@ from pymongo.errors import AutoReconnect
 from pymongo.topology_shared import _ErrorContext
 from pymongo.typings import _Address
 
-from adapters.mongo.client import new_client
+from adapters.mongo.client import SOCKET_TIMEOUT_MS, new_client
 
 Document = dict[str, Any]
 
@@ -73,3 +73,16 @@ async def test_a_real_network_error_still_clears_the_pool(client: AsyncMongoClie
     assert server.pool.gen.get_overall() == generation + 1
     assert not server.description.is_server_type_known
     await client.admin.command("ping")  # and it recovers through the monitor, as PyMongo does
+
+
+async def test_operations_time_out_unless_the_uri_says_otherwise(mongodb_uri: str) -> None:
+    """A hung connection must not hold a saga forever: PyMongo's default is no socket timeout at all."""
+    default = new_client(mongodb_uri)
+    separator = "&" if "?" in mongodb_uri else "?"
+    chosen = new_client(f"{mongodb_uri}{separator}socketTimeoutMS=2500")
+    try:
+        assert default.options.pool_options.socket_timeout == SOCKET_TIMEOUT_MS / 1000
+        assert chosen.options.pool_options.socket_timeout == 2.5
+    finally:
+        await default.close()
+        await chosen.close()
