@@ -170,7 +170,7 @@ async def _terminal(run: ScenarioRun) -> int:
     return await run.db["sagas"].count_documents({"status": {"$in": ["created", "failed", "compensation_failed"]}})
 
 
-async def _links(driver: Driver, stop: asyncio.Event) -> None:
+async def play_links(driver: Driver, stop: asyncio.Event) -> None:
     """Gives every new created link a plan and plays it; once every saga has ended, jumps the clock."""
     run, plays = driver.run, []
     plans, weights = [plan for plan, _ in PLANS], [weight for _, weight in PLANS]
@@ -304,7 +304,7 @@ async def drive(run: ScenarioRun) -> None:
     stop = asyncio.Event()
     try:
         async with asyncio.TaskGroup() as group:  # one failing cancels the others (no kill after the run)
-            for part in (_links(driver, stop), _eager(driver, stop), _storm(driver, stop), _kills(driver)):
+            for part in (play_links(driver, stop), _eager(driver, stop), _storm(driver, stop), _kills(driver)):
                 group.create_task(part)
             group.create_task(_forge(driver))
     finally:

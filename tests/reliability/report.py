@@ -42,6 +42,9 @@ WEBHOOK_SEEN = {
     "webhook deliveries answered 503",
     "forged webhooks ignored",
     "reconcile recovered",
+    "webhook attempts timed out",  # webhook_network: what its toxics did to the deliveries
+    "webhook attempts reset or cut",
+    "webhook deliveries failed",
 }
 CANCEL_SEEN = {"links paid", "cancels replayed"}
 NOT_EVENTS = {

@@ -2,8 +2,12 @@
 
 Every process gets its own MongoDB proxy (so one relay can be cut off from the store while its standby
 is not), and the workers and relays share one Kafka proxy (the broker advertises a single proxied
-address), one Stripe and one shortener proxy. The suite's own clients keep the direct addresses: a
-partition cuts paylink off, never the observer.
+address), one Stripe and one shortener proxy. The other way round, the emulator's webhook endpoint of a
+proxied run points at the ``webhooks`` proxy in front of ``paylink webhooks``. The suite's own clients
+keep the direct addresses: a partition cuts paylink off, never the observer.
+
+Every listen port is derived from the stack's ports (``PROXY_OFFSET`` above the port fronted; Kafka's
+from ``PrivateStack.kafka_proxied``), so two stacks on other ports never share a proxy port.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class Routes:
     kafka: Proxy
     stripe: Proxy
     shortener: Proxy
+    webhooks: Proxy  # Stripe → `paylink webhooks`: the emulator delivers through it
     mongo: dict[str, Proxy]  # by role: "worker", "relay-0", "relay-1", …
     kafka_for: frozenset[str] = frozenset({"worker", "relay"})  # commands that reach Kafka through its proxy
 
@@ -35,13 +40,14 @@ class Routes:
             kafka=Proxy("kafka", advertised, listen),
             stripe=Proxy("stripe", stack.stripe_port + PROXY_OFFSET, stack.stripe_port),
             shortener=Proxy("shortener", stack.shortener_port + PROXY_OFFSET, stack.shortener_port),
+            webhooks=Proxy("webhooks", stack.webhooks_port + PROXY_OFFSET, stack.webhooks_port),
             mongo={role: Proxy(f"mongo-{role}", mongo_base + i, stack.mongo_port) for i, role in enumerate(roles)},
             kafka_for=kafka_for,
         )
 
     @property
     def proxies(self) -> list[Proxy]:
-        return [self.kafka, self.stripe, self.shortener, *self.mongo.values()]
+        return [self.kafka, self.stripe, self.shortener, self.webhooks, *self.mongo.values()]
 
     def settings(self, direct: Settings, role: str) -> Settings:
         """``direct`` (the suite's settings) with every dependency reached through this role's proxies."""

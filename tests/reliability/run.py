@@ -2,10 +2,11 @@
 
     .venv/bin/python -m tests.reliability.run [--only NAME ...] [--reduced] [--keep-stack] [--seed N]
         [--state-dir DIR] [--kafka-port N] [--mongo-port N] [--stripe-port N] [--shortener-port N]
-        [--webhooks-port N]
+        [--webhooks-port N] [--toxiproxy-port N]
 
 The private stack (``.local/reliability``, Kafka :19392/:19393, FerretDB :19317, Stripe emulator :19311,
-shortener emulator :19380; ``paylink webhooks`` of a scenario on :19388; all movable, so that two runs
+shortener emulator :19380; ``paylink webhooks`` of a scenario on :19388; the proxied scenarios' Toxiproxy
+API on :18474, its proxies on ports derived from the stack's (``routes.py``); all movable, so that two runs
 can share a machine) is started here and stopped at the end (``--keep-stack`` leaves it up); the
 scenarios restart its broker, its store and its shortener. Process output of each scenario is kept under
 ``.local/reliability/runs/<time>/<scenario>/``. The report ends with the table and the line
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     for service, port in (("kafka", 19392), ("mongo", 19317), ("stripe", 19311), ("shortener", 19380)):
         parser.add_argument(f"--{service}-port", type=int, default=port, help=f"private stack's {service} port")
     parser.add_argument("--webhooks-port", type=int, default=19388, help="port of the scenarios' paylink webhooks")
+    parser.add_argument("--toxiproxy-port", type=int, default=18474, help="API port of the scenarios' Toxiproxy")
     args = parser.parse_args(argv)
     known = {s.name for s in scenarios(args.reduced)}
     unknown = set(args.only or []) - known
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         stripe_port=args.stripe_port,
         shortener_port=args.shortener_port,
         webhooks_port=args.webhooks_port,
+        toxiproxy_port=args.toxiproxy_port,
     )
     stack.up()
     try:

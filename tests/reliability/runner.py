@@ -195,7 +195,9 @@ class ScenarioRun:
         """A Connect endpoint on the emulator pointing at this run's ``paylink webhooks``; its secret goes
         into the settings every process gets."""
         port = self.services.webhooks_port
-        form = {"url": f"http://127.0.0.1:{port}/stripe/webhooks", "connect": "true", "description": self.name}
+        # A proxied run's deliveries go through Toxiproxy; its readiness probe still asks paylink directly.
+        address = f"127.0.0.1:{port}" if self.routes is None else self.routes.webhooks.address
+        form = {"url": f"http://{address}/stripe/webhooks", "connect": "true", "description": self.name}
         form.update({f"enabled_events[{i}]": kind for i, kind in enumerate(WEBHOOK_EVENT_TYPES)})
         response = await self.stripe.post("/v1/webhook_endpoints", data=form, headers=STRIPE_HEADERS)
         response.raise_for_status()

@@ -34,6 +34,7 @@ from tests.reliability.hostile import hostile_scenario
 from tests.reliability.invariants import Observation
 from tests.reliability.network import network_scenarios
 from tests.reliability.runner import Chaos, Scenario, ScenarioRun
+from tests.reliability.webhook_network import webhook_network_scenario
 from tests.reliability.workload import Sent, World, hostile_fixed, hostile_random_bytes, hypothesis_messages
 
 
@@ -469,6 +470,7 @@ def scenarios(reduced: bool = False) -> list[Scenario]:
             private=True,  # moves the emulator's clock and sets its webhook retry schedule
             weights={"created": 120, "duplicate": 4},
         ),
+        webhook_network_scenario(),
         Scenario(
             "security",
             "cross-tenant contacts, forged accounts, search-syntax in emails and phones",

@@ -45,7 +45,7 @@ class PrivateStack:
         stripe_port: int = 19311,
         shortener_port: int = 19380,
         webhooks_port: int = 19388,
-        kafka_proxied: tuple[int, int] | None = (19394, 19492),
+        kafka_proxied: tuple[int, int] | None = None,
         toxiproxy_port: int = 18474,  # the API of the Toxiproxy the proxied scenarios use
     ) -> None:
         self.state_dir = state_dir
@@ -56,7 +56,9 @@ class PrivateStack:
         self.webhooks_port = webhooks_port  # not a service of the stack: the port scenarios' webhooks use
         # Kafka's third listener (listen, advertised): the advertised port is Toxiproxy's Kafka proxy
         # (tests/reliability/toxiproxy.py), so that a process bootstrapping there stays behind the proxy.
-        self.kafka_proxied = kafka_proxied
+        # By default derived from the Kafka port (19392 → 19394 and 19492), so a stack on other ports
+        # never shares them.
+        self.kafka_proxied = kafka_proxied or (kafka_port + 2, kafka_port + 100)
         self.toxiproxy_port = toxiproxy_port
         self.restarts: dict[str, int] = {}
 
