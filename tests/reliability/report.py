@@ -45,6 +45,7 @@ WEBHOOK_SEEN = {
     "webhook attempts timed out",  # webhook_network: what its toxics did to the deliveries
     "webhook attempts reset or cut",
     "webhook deliveries failed",
+    "webhook deliveries handled twice",
 }
 CANCEL_SEEN = {"links paid", "cancels replayed"}
 NOT_EVENTS = {

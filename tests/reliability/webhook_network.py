@@ -99,6 +99,9 @@ async def finish(run: ScenarioRun) -> None:
     run.chaos["webhook attempts timed out"] += errors.pop("timed out", 0)
     run.chaos["webhook attempts reset or cut"] += sum(errors.values())
     run.chaos["webhook deliveries failed"] += sum(1 for d in deliveries if d["status"] == "failed")
+    # An event paylink handled whose answer the fault lost comes again: paylink logs it as a duplicate.
+    logs = [path.read_text(errors="replace") for path in run.log_dir.glob("webhooks-*.log")]
+    run.chaos["webhook deliveries handled twice"] += sum(log.count('"webhook duplicate"') for log in logs)
     run.notes.append(f"failed attempts by error: {dict(sorted(_attempt_errors(deliveries).items()))}")
 
 
@@ -110,7 +113,12 @@ def goal(run: ScenarioRun, obs: Observation) -> list[str]:
     for kind, _, _, _ in PHASES:
         if not any(key.startswith(f"{PROXY} {kind} ") for key in fired):
             problems.append(f"no {kind} toxic went in on the webhooks proxy")
-    wanted = {"webhook attempts timed out": 1, "webhook attempts reset or cut": 3, "webhook deliveries retried": 5}
+    wanted = {
+        "webhook attempts timed out": 1,
+        "webhook attempts reset or cut": 3,
+        "webhook deliveries retried": 5,
+        "webhook deliveries handled twice": 1,  # the answer lost after paylink acted on the event
+    }
     for what, count in wanted.items():
         if run.chaos[what] < count:
             problems.append(f"only {run.chaos[what]} x {what} (wanted >= {count})")
