@@ -36,12 +36,14 @@ async def _relay_state(http: httpx.AsyncClient, port: int) -> tuple[bool, float]
     return active, published
 
 
-def watch_overlap(metrics_port: int) -> Chaos:
+def watch_overlap() -> Chaos:
     """Every 0.2 s: which relays hold the lease (their gauge) and which published since the last look
     (their counter). ``both_active``: rounds in which two said they hold it; ``both_published``: rounds in
     which two published — the overlap that matters (a stalled holder keeps its gauge at 1 but is fenced)."""
 
     async def chaos(run: ScenarioRun) -> None:
+        metrics_port = run.metrics_port
+        assert metrics_port is not None, "the scenario sets metrics_port"
         rounds = both_active = both_published = 0
         last: dict[int, float] = {}
         async with httpx.AsyncClient(timeout=1) as http:
@@ -115,7 +117,7 @@ def skew_scenarios() -> list[Scenario]:
 
     async def both(run: ScenarioRun) -> None:
         run.chaos["clock skew (relay +90 s, worker -45 s)"] += 1
-        await asyncio.gather(watch_overlap(METRICS_PORT)(run), relay_handovers(2)(run))
+        await asyncio.gather(watch_overlap()(run), relay_handovers(2)(run))
 
     return [
         Scenario(

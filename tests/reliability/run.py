@@ -6,9 +6,10 @@
 
 The private stack (``.local/reliability``, Kafka :19392/:19393, FerretDB :19317, Stripe emulator :19311,
 shortener emulator :19380; ``paylink webhooks`` of a scenario on :19388; the proxied scenarios' Toxiproxy
-API on :18474, its proxies on ports derived from the stack's (``routes.py``); all movable, so that two runs
-can share a machine) is started here and stopped at the end (``--keep-stack`` leaves it up); the
-scenarios restart its broker, its store and its shortener. Process output of each scenario is kept under
+API on :18474, its proxies on ports derived from the stack's (``routes.py``); the scenarios' ``/metrics``
+ports move with ``--webhooks-port``; all movable, so that two runs can share a machine) is started here
+and stopped at the end (``--keep-stack`` leaves it up); the scenarios restart its broker, its store and
+its shortener. Process output of each scenario is kept under
 ``.local/reliability/runs/<time>/<scenario>/``. The report ends with the table and the line
 ``reliability: <scenarios> scenarios, <requests> requests, <violations> violations``.
 """
@@ -35,6 +36,7 @@ from tests.reliability.stack import ROOT, PrivateStack
 from tests.reliability.toxiproxy import ToxiproxyServer
 
 STATE_DIR = ROOT / ".local" / "reliability"
+WEBHOOKS_PORT = 19388
 
 
 async def _fresh(stack: PrivateStack) -> None:
@@ -102,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR)
     for service, port in (("kafka", 19392), ("mongo", 19317), ("stripe", 19311), ("shortener", 19380)):
         parser.add_argument(f"--{service}-port", type=int, default=port, help=f"private stack's {service} port")
-    parser.add_argument("--webhooks-port", type=int, default=19388, help="port of the scenarios' paylink webhooks")
+    parser.add_argument(
+        "--webhooks-port", type=int, default=WEBHOOKS_PORT, help="port of the scenarios' paylink webhooks"
+    )
     parser.add_argument("--toxiproxy-port", type=int, default=18474, help="API port of the scenarios' Toxiproxy")
     args = parser.parse_args(argv)
     known = {s.name for s in scenarios(args.reduced)}
@@ -121,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         shortener_port=args.shortener_port,
         webhooks_port=args.webhooks_port,
         toxiproxy_port=args.toxiproxy_port,
+        # The scenarios' /metrics ports (19585-19597 by default) move with the webhooks port.
+        metrics_shift=args.webhooks_port - WEBHOOKS_PORT,
     )
     stack.up()
     try:

@@ -160,6 +160,13 @@ class ScenarioRun:
             self.routes = Routes.of(stack, scenario.relays, scenario.kafka_proxied_for)
             self.toxi = Toxiproxy(stack.toxiproxy_port)
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The first process's ``/metrics`` port: the scenario's, moved with the private stack's ports."""
+        if self.scenario.metrics_port is None:
+            return None
+        return self.scenario.metrics_port + (self.stack.metrics_shift if self.stack is not None else 0)
+
     def role_settings(self, role: str) -> Settings:
         """What a paylink process of ``role`` gets: the direct settings, or its proxies' in a proxied run."""
         return self.settings if self.routes is None else self.routes.settings(self.settings, role)
@@ -167,8 +174,8 @@ class ScenarioRun:
     def _process(self, command: str, role: str) -> PaylinkProcess:
         prefix = self.scenario.wrap.get(role) or self.scenario.wrap.get(command)
         settings = self.role_settings(role)
-        if self.scenario.metrics_port is not None:
-            port = self.scenario.metrics_port + len(self.workers) + len(self.relays)
+        if self.metrics_port is not None:
+            port = self.metrics_port + len(self.workers) + len(self.relays)
             settings = settings.model_copy(update={"metrics_port": port})
         if prefix:
             return WrappedProcess(prefix, command, settings, self.log_dir)

@@ -47,6 +47,7 @@ class PrivateStack:
         webhooks_port: int = 19388,
         kafka_proxied: tuple[int, int] | None = None,
         toxiproxy_port: int = 18474,  # the API of the Toxiproxy the proxied scenarios use
+        metrics_shift: int = 0,  # added to a scenario's fixed /metrics ports (Scenario.metrics_port)
     ) -> None:
         self.state_dir = state_dir
         self.kafka_port = kafka_port
@@ -60,6 +61,7 @@ class PrivateStack:
         # never shares them.
         self.kafka_proxied = kafka_proxied or (kafka_port + 2, kafka_port + 100)
         self.toxiproxy_port = toxiproxy_port
+        self.metrics_shift = metrics_shift
         self.restarts: dict[str, int] = {}
 
     @property
