@@ -37,16 +37,18 @@ from tests.reliability.toxiproxy import Stream
 
 PROXY = "webhooks"
 DELIVERY_TIMEOUT_S = 2  # the emulator's, for the run: a stall or a latency spike outlasts it
-# (toxic, stream, toxicity, attributes): half the connections of a phase meet the fault, so deliveries
-# also succeed meanwhile and the retries land in later phases as well as after the heal.
-PHASES: list[tuple[str, Stream, float, dict[str, int]]] = [
-    ("latency", "downstream", 0.5, {"latency": 1500, "jitter": 1000}),  # spikes: some past the timeout
-    ("timeout", "downstream", 0.5, {"timeout": 2 * DELIVERY_TIMEOUT_S * 1000}),  # stall after the request
-    ("reset_peer", "downstream", 0.5, {"timeout": 0}),  # reset once the request was sent and handled
-    ("limit_data", "downstream", 0.5, {"bytes": 40}),  # the answer cut inside its headers
-    ("timeout", "upstream", 0.5, {"timeout": 2 * DELIVERY_TIMEOUT_S * 1000}),  # stall before the request
+STALL_MS = 2 * DELIVERY_TIMEOUT_S * 1000  # the stalled connection is closed only after the emulator gave up
+# (toxic, stream, toxicity, attributes, seconds): half the connections of a phase meet the fault, so
+# deliveries also succeed meanwhile and the retries land in later phases as well as after the heal. A
+# stall lasts twice the delivery timeout: removing the toxic closes the connections it holds, and an
+# attempt cut that way ends as a closed connection rather than a timeout.
+PHASES: list[tuple[str, Stream, float, dict[str, int], float]] = [
+    ("latency", "downstream", 0.5, {"latency": 1500, "jitter": 1000}, 2.0),  # spikes: some past the timeout
+    ("timeout", "downstream", 0.5, {"timeout": STALL_MS}, 2.0 * DELIVERY_TIMEOUT_S),  # stall after the request
+    ("reset_peer", "downstream", 0.5, {"timeout": 0}, 2.0),  # reset once the request was sent and handled
+    ("limit_data", "downstream", 0.5, {"bytes": 40}, 2.0),  # the answer cut inside its headers
+    ("timeout", "upstream", 0.5, {"timeout": STALL_MS}, 2.0 * DELIVERY_TIMEOUT_S),  # stall before the request
 ]
-PHASE_S = 2.5
 ROUNDS = 2  # at least; more while plays go on
 
 
@@ -57,10 +59,10 @@ async def _faults(run: ScenarioRun, stop: asyncio.Event) -> None:
     await run.at(0.15)
     rounds = 0
     while rounds < ROUNDS or not stop.is_set():
-        for kind, stream, toxicity, attributes in PHASES:
+        for kind, stream, toxicity, attributes, seconds in PHASES:
             toxic = await toxi.add_toxic(PROXY, kind, stream, toxicity=toxicity, **attributes)
             try:
-                await asyncio.sleep(PHASE_S)
+                await asyncio.sleep(seconds)
             finally:
                 await toxi.remove_toxic(PROXY, toxic)
             await asyncio.sleep(0.5)
@@ -110,7 +112,7 @@ def goal(run: ScenarioRun, obs: Observation) -> list[str]:
     assert isinstance(driver, lifecycle.Driver)
     problems = []
     fired = run.toxi.fired if run.toxi is not None else {}
-    for kind, _, _, _ in PHASES:
+    for kind, *_ in PHASES:
         if not any(key.startswith(f"{PROXY} {kind} ") for key in fired):
             problems.append(f"no {kind} toxic went in on the webhooks proxy")
     wanted = {
