@@ -13,6 +13,9 @@ Stripe and shortener proxies) and private (the Kafka proxy needs the private bro
   made, the answer lost) and answers are cut halfway; idempotency keys keep every object single.
 - ``slow_network``: latency spikes and a bandwidth limit on MongoDB and Kafka, then slow-close and
   half-open connections (one direction stops, the connection closes seconds later).
+
+The other direction, Stripe's webhook deliveries to ``paylink webhooks`` through a proxy, is
+``webhook_network`` (``webhook_network.py``).
 """
 
 from __future__ import annotations

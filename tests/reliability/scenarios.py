@@ -9,6 +9,8 @@ can share the development stack with the other tests.
 ``paylink webhooks`` behind a Connect endpoint on the emulator, moves the links' invoices through
 their lifecycle in Stripe under webhook delivery faults and webhooks SIGKILLs, runs ``paylink
 reconcile``, and is judged by the ``lifecycle_*`` invariants (``tests/reliability/lifecycle.py``).
+``webhook_network`` (also full suite only) drives the same lifecycle with network faults between the
+emulator and ``paylink webhooks`` instead (``tests/reliability/webhook_network.py``).
 
 ``worker_sigkill``, ``stripe_storm`` and ``chaos_monkey`` also mix ``PaymentLinkCancelRequested`` into
 their stream (``workload.mix_cancels``): cancels of created links (some right behind the request, while
