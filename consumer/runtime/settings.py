@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     crm_database: str | None = Field(
         None, description="database holding `accounts` and `contacts` (default: the same database)"
     )
+    crm_account_cache_s: float = Field(
+        30.0,
+        ge=0,
+        description="how long a worker keeps a tenant's connected Stripe account (0: read it for every saga); "
+        "a tenant disconnected or reconnected in the CRM is seen within this",
+    )
 
     # Stripe
     stripe_api_key: SecretStr = Field(SecretStr(LOCAL_STRIPE_TEST_KEY), description="Stripe secret key (platform)")
