@@ -24,8 +24,7 @@ from typing import Any
 import aiohttp
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pymongo import DESCENDING, AsyncMongoClient
-from pymongo.errors import DuplicateKeyError
+from pymongo import AsyncMongoClient, ReturnDocument
 
 from consumer.runtime.bootstrap import database_name
 from consumer.runtime.settings import Settings
@@ -113,14 +112,11 @@ class BareLoop:
         event = json.dumps({"event_id": str(uuid.uuid4()), "payment_link_id": pid, "url": final["hosted_invoice_url"]})
         await save(invoice=final["hosted_invoice_url"], short_url=short.json().get("short_url"), status="created",
                    result=event)  # fmt: skip
-        for _ in range(64):  # the outbox claims its seq the same way, retrying on a collision
-            newest = await db["outbox_seq"].find_one({}, sort=[("_id", DESCENDING)])
-            seq = (newest["_id"] if newest else 0) + 1 + int(uuid.uuid4().int % 64)
-            try:
-                await db["outbox_seq"].insert_one({"_id": seq})
-                break
-            except DuplicateKeyError:
-                continue
+        # The outbox takes its seq the same way: one counter increment (adapters/mongo/outbox.py).
+        counter = await db["outbox_counter"].find_one_and_update(
+            {"_id": "seq"}, {"$inc": {"n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        seq = counter["n"]
         await db["outbox"].insert_one(
             {"_id": str(uuid.uuid4()), "seq": seq, "key": request["contact_id"], "payload": event,
              "created_at": datetime.now(UTC), "published": False, "published_at": None}
