@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     crm_account_cache_s: float = Field(
         30.0,
         ge=0,
-        description="how long a worker keeps a tenant's connected Stripe account (0: read it for every saga); "
+        description="how long a process keeps a tenant's connected Stripe account (0: read it for every saga); "
         "a tenant disconnected or reconnected in the CRM is seen within this",
     )
 
