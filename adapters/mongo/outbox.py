@@ -26,6 +26,7 @@ relay of the version before the move) are skipped by the relay and purged like t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -43,6 +44,7 @@ Document = dict[str, Any]
 DUPLICATE_KEY = 11000
 COUNTER = "seq"  # the one document of ``outbox_counter``
 COUNTER_ATTEMPTS = 8  # only a counter being created by concurrent first appends makes one try again
+
 
 class ResultEvent(Protocol):
     @property
@@ -112,10 +114,9 @@ class MongoOutbox:
         # concurrent first append created meanwhile.
         newest_claim = await self._seqs.find_one({}, sort=[("_id", DESCENDING)])
         above = max(int(newest_claim["_id"]) if newest_claim else 0, await self._highest_entry_seq())
-        try:
+        # Created concurrently (an upsert is a query then an insert): the next $inc uses that one.
+        with contextlib.suppress(DuplicateKeyError):
             await self._counter.update_one({"_id": COUNTER}, {"$max": {"n": above}}, upsert=True)
-        except DuplicateKeyError:
-            pass  # created concurrently (an upsert is a query then an insert): the next $inc uses it
 
     async def _highest_entry_seq(self) -> int:
         last = await self._entries.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])

@@ -120,6 +120,7 @@ class BareLoop:
         counter = await db["outbox_counter"].find_one_and_update(
             {"_id": "seq"}, {"$inc": {"n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
         )
+        assert counter is not None  # an upsert returning the document after the update
         seq = counter["n"]
         await db["outbox"].insert_one(
             {"_id": str(uuid.uuid4()), "seq": seq, "key": request["contact_id"], "payload": event,
