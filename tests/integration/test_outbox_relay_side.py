@@ -112,3 +112,19 @@ async def test_the_seq_counter_starts_above_the_claims_and_entries_of_earlier_ve
     pending = await outbox.unpublished(limit=10)
     assert [entry.event_id for entry in pending] == [old.event_id, first.event_id, second.event_id]
     assert [entry.seq for entry in pending] == [700, 901, 902]
+
+
+async def test_an_append_after_another_process_appended_is_published_after_it(mongo_db: Database) -> None:
+    # Two processes (two adapters, nothing shared in memory): the webhook process appends a link's lifecycle
+    # event after a worker appended its result; the worker appends many results meanwhile.
+    worker, webhooks = MongoOutbox(mongo_db), MongoOutbox(mongo_db)
+    for n in range(20):
+        await worker.append(created(contact_id=f"con-{n}"))
+    result = created(contact_id="con-link")
+    await worker.append(result)
+    later = created(contact_id="con-link")
+
+    await webhooks.append(later)
+
+    pending = [entry.event_id for entry in await worker.unpublished(limit=100)]
+    assert pending.index(result.event_id) < pending.index(later.event_id) == len(pending) - 1
