@@ -6,10 +6,15 @@ created_at, trace, published: false, published_at: null}``; ``trace`` is the W3C
 it, so the relay, another process, can put it on the Kafka message (absent outside any trace).
 ``_id`` is the result's ``event_id``, so appending the
 same event twice stores it once. ``seq`` gives the relay its publishing order (insertion order): each
-append claims the number above the highest one claimed so far by inserting ``{_id: seq}`` into
-``outbox_seq``. An insert on a unique ``_id`` is atomic on MongoDB and on FerretDB alike; a ``$inc``
-counter is not on an unpatched FerretDB (its ``findAndModify`` reads, then writes), which handed
-concurrent appends the same ``seq``.
+append takes the next number of the counter ``outbox_counter`` (``{_id: "seq", n}``) with one
+``findAndModify`` ``$inc``, so an append that starts after another one finished always gets a higher
+``seq`` (what keeps one contact's or one link's events in causal order, whichever process appends
+them). The increment is atomic on MongoDB and on the patched local FerretDB, which holds a collection
+lock from a ``findAndModify``'s query to its write (ADR 0009), as the saga's version check needs anyway;
+on an unpatched FerretDB two concurrent appends could tie, never invert a causal order. The counter is
+created on first use above every ``seq`` claimed before it existed (the ``outbox_seq`` claims of
+earlier versions, and the pending entries). Appending took three round trips with those claims (read
+the newest, insert one above it, insert the entry), two with the counter (ADR 0017).
 
 Once Kafka has acknowledged an entry, the relay moves it to ``outbox_published`` (same document,
 ``published: true`` and ``published_at`` set), where it stays for the retention period. Moving rather than
@@ -21,13 +26,13 @@ relay of the version before the move) are skipped by the relay and purged like t
 
 from __future__ import annotations
 
-import random
+import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from opentelemetry import propagate
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -36,13 +41,9 @@ from domain.errors import RetryableError
 from domain.stored import OutboxEntry, StoredEvent
 
 Document = dict[str, Any]
-SEQ_ATTEMPTS = 64
 DUPLICATE_KEY = 11000
-SEQ_CLAIMS_KEPT = 256  # newest claims kept: only an append stalled across 256 others could re-claim a number
-# A first try lands up to SEQ_SPREAD above the newest claim: with 128 sagas appending at once, a spread of
-# 2 made a third of the appends collide and retry (two more round trips each; issue 16), 64 few of them.
-SEQ_SPREAD = 64
-SEQ_PRUNE_EVERY = 64 * SEQ_SPREAD // 2  # prune about every 64 claims (FerretDB scans a collection per query)
+COUNTER = "seq"  # the one document of ``outbox_counter``
+COUNTER_ATTEMPTS = 8  # only a counter being created by concurrent first appends makes one try again
 
 
 class ResultEvent(Protocol):
@@ -59,7 +60,8 @@ class MongoOutbox:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._entries = database["outbox"]
         self._published = database["outbox_published"]
-        self._seqs = database["outbox_seq"]
+        self._seqs = database["outbox_seq"]  # earlier versions' claims: read once, to start the counter above
+        self._counter = database["outbox_counter"]
 
     async def ensure_indexes(self) -> None:
         with store_errors("outbox index creation"):
@@ -96,32 +98,27 @@ class MongoOutbox:
         await self.append(event)
 
     async def _next_seq(self) -> int:
-        """A ``seq`` no other append got, above every ``seq`` claimed before this call started.
+        """A ``seq`` no other append got, above every ``seq`` taken before this call started."""
+        for _ in range(COUNTER_ATTEMPTS):
+            counter = await self._counter.find_one_and_update(
+                {"_id": COUNTER}, {"$inc": {"n": 1}}, return_document=ReturnDocument.AFTER
+            )
+            if counter is not None:
+                return int(counter["n"])
+            await self._start_counter()
+        raise RetryableError("internal_error", "outbox sequence counter could not be created")
 
-        Gaps are harmless (only the order matters), so each try lands a random, growing distance above
-        the newest claim: contending appends spread out instead of colliding on the same number.
-        """
-        for attempt in range(SEQ_ATTEMPTS):
-            newest = await self._seqs.find_one({}, sort=[("_id", DESCENDING)])
-            above = int(newest["_id"]) if newest else await self._highest_entry_seq()
-            seq = above + 1 + random.randrange(SEQ_SPREAD << min(attempt, 2))
-            try:
-                await self._seqs.insert_one({"_id": seq})
-            except DuplicateKeyError:
-                continue  # a concurrent append claimed it first
-            if seq // SEQ_PRUNE_EVERY != above // SEQ_PRUNE_EVERY:
-                await self._prune_claims()
-            return seq
-        raise RetryableError("internal_error", "outbox sequence is contended")
-
-    async def _prune_claims(self) -> None:
-        cursor = self._seqs.find({}, {"_id": 1}).sort("_id", DESCENDING).skip(SEQ_CLAIMS_KEPT).limit(1)
-        newest_dropped = await cursor.to_list()
-        if newest_dropped:
-            await self._seqs.delete_many({"_id": {"$lte": newest_dropped[0]["_id"]}})
+    async def _start_counter(self) -> None:
+        # First append on this database, or on one written by a version that claimed in ``outbox_seq``:
+        # start above those claims and the pending entries. ``$max`` never lowers a counter that a
+        # concurrent first append created meanwhile.
+        newest_claim = await self._seqs.find_one({}, sort=[("_id", DESCENDING)])
+        above = max(int(newest_claim["_id"]) if newest_claim else 0, await self._highest_entry_seq())
+        # Created concurrently (an upsert is a query then an insert): the next $inc uses that one.
+        with contextlib.suppress(DuplicateKeyError):
+            await self._counter.update_one({"_id": COUNTER}, {"$max": {"n": above}}, upsert=True)
 
     async def _highest_entry_seq(self) -> int:
-        # No claim yet in this database (first append, or entries from before ``outbox_seq``).
         last = await self._entries.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
         return int(last["seq"]) if last else 0
 

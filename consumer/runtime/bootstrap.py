@@ -152,7 +152,7 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
             settings.shortener_timeout_s,
         )
         saga = PaymentLinkSaga(
-            crm=MongoCrmDirectory(crm_database),
+            crm=MongoCrmDirectory(crm_database, settings.crm_account_cache_s),
             billing=billing,
             shortener=shortener,
             store=sagas,

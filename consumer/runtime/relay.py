@@ -14,7 +14,7 @@ order). After a short batch the next read starts from the oldest pending entry t
 claimed a lower ``seq`` but committed late is never skipped for longer than a backlog lasts.
 
 Polling adapts (no change streams on FerretDB): right after a batch the next poll comes after
-``poll_min_interval`` (5 ms by default), each empty poll doubles the wait up to ``poll_interval`` (20 ms),
+``poll_min_interval`` (5 ms by default), each empty poll doubles the wait up to ``poll_interval`` (10 ms),
 so a result following another is picked up sooner while an idle relay costs the store at most one read
 per ``poll_interval``; a poll reads only pending entries, since published ones have moved out.
 """
@@ -51,7 +51,7 @@ CE_SOURCE = "paylink"
 class RelayOptions:
     topic: str
     lease_length_s: float = 5.0
-    poll_interval_s: float = 0.02
+    poll_interval_s: float = 0.01
     poll_min_interval_s: float = 0.005
     batch_size: int = 2000
     retention: timedelta = timedelta(days=7)

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     crm_database: str | None = Field(
         None, description="database holding `accounts` and `contacts` (default: the same database)"
     )
+    crm_account_cache_s: float = Field(
+        30.0,
+        ge=0,
+        description="how long a process keeps a tenant's connected Stripe account (0: read it for every saga); "
+        "a tenant disconnected or reconnected in the CRM is seen within this",
+    )
 
     # Stripe
     stripe_api_key: SecretStr = Field(SecretStr(LOCAL_STRIPE_TEST_KEY), description="Stripe secret key (platform)")
@@ -84,7 +90,12 @@ class Settings(BaseSettings):
 
     # Relay
     relay_lease_s: float = Field(5.0, gt=0, description="relay lease length; a standby takes over after it lapses")
-    relay_poll_ms: int = Field(20, ge=1, description="idle relay's polling interval for new outbox entries (longest)")
+    relay_poll_ms: int = Field(
+        10,
+        ge=1,
+        description="idle relay's polling interval for new outbox entries (longest); halving it halves the "
+        "idle wait before a result is picked up, for one more store read per interval",
+    )
     relay_poll_min_ms: int = Field(
         5, ge=1, description="relay's first poll after a batch; each empty poll doubles it up to `relay_poll_ms`"
     )

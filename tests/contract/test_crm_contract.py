@@ -289,3 +289,43 @@ async def test_link_customer_never_writes_to_another_accounts_contact(crm: CrmHa
     assert raised.value.reason is Reason.CONTACT_NOT_FOUND
     stored = await crm.stored_contact(their_contact)
     assert stored is not None and "stripe_customers" not in stored
+
+
+# --- MongoCrmDirectory's connected-account cache (PAYLINK_CRM_ACCOUNT_CACHE_S) ---------------------------
+
+
+@pytest.mark.integration
+async def test_a_kept_connected_account_is_answered_without_reading_the_store(
+    mongo_db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    account_id, stripe_account = _id("acc"), _acct()
+    await mongo_db["accounts"].insert_one({"_id": account_id, "stripe": {"account_id": stripe_account}})
+    directory = MongoCrmDirectory(mongo_db, account_ttl_s=3600)
+    assert await directory.stripe_account_of(account_id) == stripe_account
+
+    await mongo_db["accounts"].delete_one({"_id": account_id})  # disconnected: seen once the TTL is over
+
+    assert await directory.stripe_account_of(account_id) == stripe_account
+
+
+@pytest.mark.integration
+async def test_without_a_ttl_every_lookup_reads_the_store(mongo_db: AsyncDatabase[dict[str, Any]]) -> None:
+    account_id, stripe_account = _id("acc"), _acct()
+    await mongo_db["accounts"].insert_one({"_id": account_id, "stripe": {"account_id": stripe_account}})
+    directory = MongoCrmDirectory(mongo_db, account_ttl_s=0)
+    assert await directory.stripe_account_of(account_id) == stripe_account
+
+    await mongo_db["accounts"].delete_one({"_id": account_id})
+
+    assert await directory.stripe_account_of(account_id) is None
+
+
+@pytest.mark.integration
+async def test_an_unconnected_account_is_not_kept(mongo_db: AsyncDatabase[dict[str, Any]]) -> None:
+    account_id, stripe_account = _id("acc"), _acct()
+    directory = MongoCrmDirectory(mongo_db, account_ttl_s=3600)
+    assert await directory.stripe_account_of(account_id) is None
+
+    await mongo_db["accounts"].insert_one({"_id": account_id, "stripe": {"account_id": stripe_account}})
+
+    assert await directory.stripe_account_of(account_id) == stripe_account  # connecting is seen at once

@@ -91,3 +91,40 @@ async def test_published_events_keep_their_kafka_position_for_show(mongo_db: Dat
         (event_ids[2], False, None, None),
     ]
     assert all(e.published_at is not None for e in found[:2]) and found[2].published_at is None
+
+
+async def test_the_seq_counter_starts_above_the_claims_and_entries_of_earlier_versions(mongo_db: Database) -> None:
+    # An outbox written by a version that claimed each seq in ``outbox_seq``: a pending entry at 700, the
+    # newest claim at 900 (its entry still being inserted). New appends must follow both.
+    await mongo_db["outbox_seq"].insert_many([{"_id": 650}, {"_id": 900}])
+    old = created(contact_id="con-old")
+    await mongo_db["outbox"].insert_one(
+        {"_id": old.event_id, "seq": 700, "key": "con-old", "event_type": old.event_type,
+         "payload": old.model_dump_json(), "published": False, "published_at": None,
+         "created_at": datetime.now(UTC)}
+    )  # fmt: skip
+    outbox = MongoOutbox(mongo_db)
+    first, second = created(contact_id="con-new"), created(contact_id="con-new")
+
+    await outbox.append(first)
+    await outbox.append(second)
+
+    pending = await outbox.unpublished(limit=10)
+    assert [entry.event_id for entry in pending] == [old.event_id, first.event_id, second.event_id]
+    assert [entry.seq for entry in pending] == [700, 901, 902]
+
+
+async def test_an_append_after_another_process_appended_is_published_after_it(mongo_db: Database) -> None:
+    # Two processes (two adapters, nothing shared in memory): the webhook process appends a link's lifecycle
+    # event after a worker appended its result; the worker appends many results meanwhile.
+    worker, webhooks = MongoOutbox(mongo_db), MongoOutbox(mongo_db)
+    for n in range(20):
+        await worker.append(created(contact_id=f"con-{n}"))
+    result = created(contact_id="con-link")
+    await worker.append(result)
+    later = created(contact_id="con-link")
+
+    await webhooks.append(later)
+
+    pending = [entry.event_id for entry in await worker.unpublished(limit=100)]
+    assert pending.index(result.event_id) < pending.index(later.event_id) == len(pending) - 1
