@@ -236,7 +236,8 @@ async def measure(names: list[str], profile_dir: Path | None) -> dict[str, dict[
     mongo: Mongo = AsyncMongoClient(MONGO)
     ctx: dict[str, Any] = {}
     if profile_dir is not None:
-        ctx["profile_path"] = {k: str(profile_dir / f"worker-{k}.folded") for k in ("latency", "cpu")}
+        profiled = ("latency", "cpu", "tracing-baseline", "tracing-off", "tracing-on")
+        ctx["profile_path"] = {k: str(profile_dir / f"worker-{k}.folded") for k in profiled}
     results: dict[str, dict[str, Any]] = {}
     try:
         for name in names:

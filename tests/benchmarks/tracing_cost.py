@@ -76,13 +76,14 @@ def untraced_worker() -> Iterator[None]:
         common.Process.paylink = original  # type: ignore[method-assign]
 
 
-async def _run(mongo: AsyncMongoClient[dict[str, Any]], mode: str, otlp: str) -> Throughput:
+async def _run(mongo: AsyncMongoClient[dict[str, Any]], mode: str, otlp: str, profile: str | None) -> Throughput:
     label = f"trace-{mode}"
+    run: dict[str, Any] = {"sagas": SAGAS, "tenants": TENANTS, "max_in_flight": IN_FLIGHT, "profile": profile}
     if mode == "on":
         with environment({**OTEL_ON, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp}):
-            return await run_worker(mongo, label, sagas=SAGAS, tenants=TENANTS, max_in_flight=IN_FLIGHT)
+            return await run_worker(mongo, label, **run)
     with environment({}), untraced_worker() if mode == "baseline" else contextlib.nullcontext():
-        return await run_worker(mongo, label, sagas=SAGAS, tenants=TENANTS, max_in_flight=IN_FLIGHT)
+        return await run_worker(mongo, label, **run)
 
 
 async def tracing_cost(mongo: AsyncMongoClient[dict[str, Any]], ctx: dict[str, Any]) -> dict[str, Any]:
@@ -90,11 +91,14 @@ async def tracing_cost(mongo: AsyncMongoClient[dict[str, Any]], ctx: dict[str, A
     runs: dict[str, list[Throughput]] = {"baseline": [], "off": list(given), "on": []}
     order = ["baseline", "off", "on"]
     rounds = 1 if given else ROUNDS
+    profiles: dict[str, str] = ctx.get("profile_path", {})
     with tempfile.TemporaryDirectory() as scratch, running_jaeger(Path(scratch) / "jaeger.log") as jaeger:
         for round_number in range(rounds):
             for mode in order if round_number % 2 == 0 else list(reversed(order)):
                 if not (mode == "off" and given):
-                    runs[mode].append(await _run(mongo, mode, jaeger.otlp))
+                    # With ``--profile``, only the first run of each mode is profiled (py-spy costs CPU too).
+                    profile = profiles.get(f"tracing-{mode}") if round_number == 0 else None
+                    runs[mode].append(await _run(mongo, mode, jaeger.otlp, profile))
     cpu = {mode: sum(r.cpu_s_per_saga for r in done) / len(done) for mode, done in runs.items()}
     on_off, off_base = cpu["on"] / cpu["off"], cpu["off"] / cpu["baseline"]
     return {

@@ -63,6 +63,7 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("paylink"))
+    monkeypatch.setattr(tracing, "recording", True)
     yield exporter
     provider.shutdown()
 
