@@ -8,10 +8,11 @@ long, whether it failed) at a fraction of that. Commands outside any recording s
 polls, lease renewals) leave nothing, as their loose client spans never did (``NoLooseClientSpans``).
 
 Each event is ``mongodb <command>`` (e.g. ``mongodb update``), timestamped when the command started,
-with ``db.system.name`` (``mongodb``), ``db.namespace`` (the database), ``db.collection.name``,
-``db.operation.name``, ``db.duration_ms`` and, on failure, ``error.type`` (the server's ``codeName`` or
-the exception's class) and ``db.response.status_code``. Never a document or a filter (like the
-instrumentation's ``capture_statement`` off).
+with ``db.collection.name``, ``db.duration_ms`` and, on failure, ``error.type`` (the server's
+``codeName`` or the client's exception class) and ``db.response.status_code``. No more: the name says
+the system and the operation, the process's one database is in its settings, and every attribute is
+encoded and exported once per command. Never a document or a filter (like the instrumentation's
+``capture_statement`` off).
 """
 
 from __future__ import annotations
@@ -59,12 +60,7 @@ class CommandEvents(monitoring.CommandListener):
         if started is None:
             return
         at, collection = started
-        attributes: dict[str, str | int | float] = {
-            "db.system.name": "mongodb",
-            "db.namespace": event.database_name,
-            "db.operation.name": event.command_name,
-            "db.duration_ms": event.duration_micros / 1000,
-        }
+        attributes: dict[str, str | float] = {"db.duration_ms": event.duration_micros / 1000}
         if collection:
             attributes["db.collection.name"] = collection
         if error is not None:
