@@ -2,7 +2,7 @@
 
 ``open_components`` passes ``trace_configs()`` to the sessions it builds: empty while nothing records
 (``consumer.tracing.recording``), so that tracing off adds not even aiohttp's request signals. Not the
-aiohttp-client instrumentation, which costs several times as much per request (URL redaction and
+aiohttp-client instrumentation, which does much more per request (URL redaction and
 parsing, a duration histogram even with no meter, header capture, the span made current and
 ``traceparent`` injected into every Stripe request, which Stripe ignores; ADR 0015, amended).
 

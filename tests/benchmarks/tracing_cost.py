@@ -15,16 +15,16 @@ details hold ``off ÷ baseline`` (target <= 1.02) with every run. The stack is t
 
 Each round runs the three modes back to back (baseline, off, on; the next round in reverse order), and
 each ratio is taken within a round, then the median over the rounds is the figure: the machine is shared
-and its load moves the CPU per saga of every run by more than the targets' margins (from one run to the
-next of the same mode, by up to a quarter), but it moves less between runs a few seconds apart than
-between rounds, and a median ignores one disturbed round where a mean would not. Same workload and same
-runs as before: only how the samples combine changed (a single round gives the same figure either way).
-``make bench`` runs ``ROUNDS`` rounds unless ``--tracing-rounds`` says otherwise (``ctx["tracing_rounds"]``)
-and passes the 0 ms run it already made (the same workload, no ``OTEL_*``) as ``ctx["tracing_off"]``:
-that run is the first round's ``off`` sample, which saves a run.
+and its load moves the CPU per saga of every run (of one mode, from one run to the next) by more than
+the targets' margins, but it moves less between runs a few seconds apart than between rounds, and a
+median ignores one disturbed round where a mean would not. Same workload and same runs as before: only
+how the samples combine changed (one round gives the same figure either way). ``make bench`` runs
+``ROUNDS`` rounds unless ``--tracing-rounds`` says otherwise (``ctx["tracing_rounds"]``) and passes the
+0 ms run it already made (the same workload, no ``OTEL_*``) as ``ctx["tracing_off"]``: that run is the
+first round's ``off`` sample, which saves a run. With ``--profile`` the first round's runs are profiled.
 
 Standalone, on any stack: ``python -m tests.benchmarks.tracing_cost --kafka-port ... --mongo-port ...
---stripe-port ... --shortener-port ...`` (the stack must be up).
+--stripe-port ... --shortener-port ... [--rounds N]`` (the stack must be up).
 """
 
 from __future__ import annotations
