@@ -1,9 +1,10 @@
 """Spans and log context of one unit of work (a request, a cancel, a webhook delivery), on the OpenTelemetry API.
 
 This module uses the API only: which SDK (if any) records and exports the spans is decided once per process
-by ``consumer.runtime.tracing.configure``. With no SDK installed every call here is the API's no-op, with one
-useful effect kept: a request's incoming W3C context stays current while it is handled, so the results it
-produces still carry its ``traceparent`` (pass-through) and log lines still carry its ``trace_id``.
+by ``consumer.runtime.tracing.configure``. With no SDK installed (``recording`` false) the hooks here do
+no span work at all, with one useful effect kept: a request's incoming W3C context stays current while it
+is handled, so the results it produces still carry its ``traceparent`` (pass-through) and log lines still
+carry its ``trace_id``.
 
 - ``work_span`` opens the span of one message (``saga PaymentLinkRequested``, ``cancel ...``), child of the
   context in the message's ``traceparent``/``tracestate`` headers, and sets the log context (the ids every
