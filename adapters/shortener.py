@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -20,9 +21,12 @@ import httpx
 log = logging.getLogger("paylink.shortener")
 
 
-def make_shortener_session(max_connections: int) -> aiohttp.ClientSession:
-    """The HTTP session for ``HttpShortener`` (the caller closes it)."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_connections))
+def make_shortener_session(
+    max_connections: int, trace_configs: Sequence[aiohttp.TraceConfig] = ()
+) -> aiohttp.ClientSession:
+    """The HTTP session for ``HttpShortener`` (the caller closes it); ``trace_configs``: tracing's."""
+    connector = aiohttp.TCPConnector(limit=max_connections)
+    return aiohttp.ClientSession(connector=connector, trace_configs=list(trace_configs) or None)
 
 
 class HttpShortener:

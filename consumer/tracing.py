@@ -1,9 +1,10 @@
 """Spans and log context of one unit of work (a request, a cancel, a webhook delivery), on the OpenTelemetry API.
 
 This module uses the API only: which SDK (if any) records and exports the spans is decided once per process
-by ``consumer.runtime.tracing.configure``. With no SDK installed every call here is the API's no-op, with one
-useful effect kept: a request's incoming W3C context stays current while it is handled, so the results it
-produces still carry its ``traceparent`` (pass-through) and log lines still carry its ``trace_id``.
+by ``consumer.runtime.tracing.configure``. With no SDK installed (``recording`` false) the hooks here do
+no span work at all, with one useful effect kept: a request's incoming W3C context stays current while it
+is handled, so the results it produces still carry its ``traceparent`` (pass-through) and log lines still
+carry its ``trace_id``.
 
 - ``work_span`` opens the span of one message (``saga PaymentLinkRequested``, ``cancel ...``), child of the
   context in the message's ``traceparent``/``tracestate`` headers, and sets the log context (the ids every
@@ -40,12 +41,23 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 _tracer = trace.get_tracer("paylink")  # a proxy: follows the provider installed later, if any
 
 # Switched off only by the tracing benchmark's baseline (every code path here skipped); tests and the
-# processes leave it on: with no SDK installed the API calls below cost about a microsecond each.
+# processes leave it on.
 enabled = True
+# True once an SDK records spans: ``use_tracer`` (``consumer.runtime.tracing.configure``, tests). While it
+# is False no span can record, so the hooks below skip the API's no-op spans altogether (their context
+# managers, attribute dicts and context switches cost a few microseconds each, several times per saga)
+# and only keep an incoming context current: the pass-through that results and log lines rely on.
+recording = False
 
 _NO_FIELDS: Mapping[str, object] = MappingProxyType({})
 LOG_CONTEXT: ContextVar[Mapping[str, object]] = ContextVar("paylink_log_context", default=_NO_FIELDS)
 _STEP_TRIES: ContextVar[dict[str, int] | None] = ContextVar("paylink_step_tries", default=None)
+
+
+def use_tracer(tracer: trace.Tracer) -> None:
+    """Spans from now on go to ``tracer`` (one of the SDK's provider), and the hooks record them."""
+    global _tracer, recording
+    _tracer, recording = tracer, True
 
 
 def extract(headers: Sequence[tuple[str, bytes]] | None) -> otel_context.Context:
@@ -93,8 +105,8 @@ def work_span(
     attributes: Mapping[str, Any] | None = None,
 ) -> Iterator[None]:
     """The span of one message, child of its headers' context; ``fields`` (ids) go on span and log records."""
-    if not enabled:
-        with log_context(fields):
+    if not recording:
+        with _passed_through(headers) if enabled else contextlib.nullcontext(), log_context(fields):
             yield
         return
     attrs = {key: str(value) for key, value in fields.items() if value is not None}
@@ -114,15 +126,30 @@ def work_span(
         _STEP_TRIES.reset(tries)
 
 
+@contextlib.contextmanager
+def _passed_through(headers: Sequence[tuple[str, bytes]] | None) -> Iterator[None]:
+    """The headers' context made current as is, when no span records: what the API's no-op tracer would
+    do with a span started from it (its ``NonRecordingSpan``), without the span machinery."""
+    context = extract(headers) if headers else None
+    if context is None or not trace.get_current_span(context).get_span_context().is_valid:
+        yield
+        return
+    token = otel_context.attach(context)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 def event(name: str, attributes: Mapping[str, Any]) -> None:
-    """An event on the current span (a retry, a give-up): cheap, and a no-op without an SDK."""
-    if enabled:
+    """An event on the current span (a retry, a give-up); nothing without an SDK."""
+    if recording and enabled:
         trace.get_current_span().add_event(name, dict(attributes))
 
 
 def mark_failed(reason: str, message: str) -> None:
     """Marks the current span failed with ``reason`` (a message the saga ended with, e.g. Stripe's)."""
-    if not enabled:
+    if not (recording and enabled):
         return
     span = trace.get_current_span()
     span.set_attribute("error.reason", reason)
@@ -148,14 +175,21 @@ class _NoStepSpan:
         return None
 
 
+_UNOBSERVED: contextlib.nullcontext[_NoStepSpan] = contextlib.nullcontext(_NoStepSpan())  # reusable
+
+
 class StepSpans:
     """``domain.ports.StepObserver`` on OpenTelemetry: ``saga step <name>``, child of the saga span."""
 
+    def step(self, name: str, attempt: int) -> contextlib.AbstractContextManager[_StepSpan | _NoStepSpan]:
+        # No span for a step whose saga span does not record (no SDK, or the saga not sampled): every
+        # configured sampler would drop it too (the ratio samplers decide by the trace id, shared).
+        if not (recording and enabled and trace.get_current_span().is_recording()):
+            return _UNOBSERVED
+        return self._span(name, attempt)
+
     @contextlib.contextmanager
-    def step(self, name: str, attempt: int) -> Iterator[_StepSpan | _NoStepSpan]:
-        if not enabled:
-            yield _NoStepSpan()
-            return
+    def _span(self, name: str, attempt: int) -> Iterator[_StepSpan]:
         tries = _STEP_TRIES.get()
         count = 1
         if tries is not None:
@@ -192,7 +226,7 @@ class ProduceSpans:
         self._spans: list[trace.Span | None] = []
 
     def start(self, entry: OutboxEntry) -> None:
-        if not enabled or not entry.trace:
+        if not (recording and enabled and entry.trace):
             self._spans.append(None)
             return
         attributes = {

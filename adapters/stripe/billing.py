@@ -79,10 +79,13 @@ class SessionAIOHTTPClient(stripe.AIOHTTPClient):
             self._handle_request_error(error)
 
 
-def make_stripe_session(max_connections: int) -> aiohttp.ClientSession:
-    """The HTTP session for ``make_stripe_client`` (the caller closes it)."""
+def make_stripe_session(
+    max_connections: int, trace_configs: Sequence[aiohttp.TraceConfig] = ()
+) -> aiohttp.ClientSession:
+    """The HTTP session for ``make_stripe_client`` (the caller closes it); ``trace_configs``: tracing's."""
     tls = ssl.create_default_context(cafile=stripe.ca_bundle_path)
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max_connections, ssl=tls))
+    connector = aiohttp.TCPConnector(limit=max_connections, ssl=tls)
+    return aiohttp.ClientSession(connector=connector, trace_configs=list(trace_configs) or None)
 
 
 def make_stripe_client(

@@ -4,9 +4,9 @@
   nothing is installed, nor even imported. The OpenTelemetry API stays a no-op (spans are not recorded,
   nothing is exported, no client is instrumented); a request's incoming ``traceparent`` still passes
   through to its results and log lines (``consumer.tracing``).
-- An endpoint: ``consumer.runtime.tracing_sdk`` installs the SDK, OTLP/HTTP export and the PyMongo,
-  aiohttp client and httpx instrumentations. They patch client classes, so ``configure`` runs before the
-  clients are built (``open_components``).
+- An endpoint: ``consumer.runtime.tracing_sdk`` installs the SDK, OTLP/HTTP export, the aiohttp client
+  and httpx instrumentations and PyMongo command events (``consumer.runtime.tracing_mongo``). They hook
+  into client classes, so ``configure`` runs before the clients are built (``open_components``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from consumer import tracing
 from consumer.runtime.settings import TracingSettings
 
 if TYPE_CHECKING:  # the SDK is imported only when tracing is on (below)
@@ -38,7 +39,9 @@ def configure(service: str, settings: TracingSettings | None = None, exporter: S
     # 0.2 s to every process start (measured on the 2-core dev box), which tracing off must not pay.
     from consumer.runtime import tracing_sdk
 
-    _flush = tracing_sdk.install(service, settings, exporter).force_flush
+    provider = tracing_sdk.install(service, settings, exporter)
+    tracing.use_tracer(provider.get_tracer("paylink"))  # the hooks record from now on
+    _flush = provider.force_flush
     return True
 
 

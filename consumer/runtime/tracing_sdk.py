@@ -5,16 +5,19 @@
   exported, no instrumentation is patched in); a request's incoming ``traceparent`` still passes through
   to its results (``consumer.tracing``).
 - An endpoint: the SDK's ``TracerProvider`` with the configured sampler, a batch processor exporting
-  OTLP/HTTP (protobuf) to ``<endpoint>/v1/traces``, and the maintained instrumentations of the clients
-  paylink uses: PyMongo (one span per command), aiohttp client (Stripe's transport, one span per HTTP
-  request) and httpx (the shortener). They patch client classes, so ``configure`` runs before the clients
-  are built (``open_components``). aiokafka's instrumentation is not used: see ``consumer.tracing``.
+  OTLP/HTTP (protobuf) to ``<endpoint>/v1/traces``, the maintained httpx instrumentation, and PyMongo's
+  command monitoring turned into events on the current span (``tracing_mongo``: not the PyMongo
+  instrumentation's span per command, the largest part of what tracing cost the worker). They hook into
+  client classes, so ``configure`` runs before the clients are built (``open_components``), which also
+  gives the worker's aiohttp sessions (Stripe, the shortener) their span per request
+  (``tracing_http``, not the aiohttp-client instrumentation). aiokafka's instrumentation is not used:
+  see ``consumer.tracing``.
 
 Two limits on what is recorded, both for operators' sake:
 - a client call outside any trace (the relay polling the outbox every 20 ms, lease renewals, gauge
   sampling) is not sampled (``NoLooseClientSpans``): it would be a trace of one span, 50 per second;
 - Stripe URLs are recorded without their query string: customer searches carry the contact's email there.
-  PyMongo spans never hold documents (the instrumentation's ``capture_statement`` stays off).
+  MongoDB events never hold documents or filters.
 
 The batch processor exports in a background thread; the provider is shut down (flushing what is
 buffered) when the process exits (``TracerProvider(shutdown_on_exit=True)``).
@@ -25,13 +28,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import yarl
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -46,8 +46,10 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
+from pymongo import monitoring
 
 from consumer.runtime.settings import TracingSettings
+from consumer.runtime.tracing_mongo import CommandEvents
 
 log = logging.getLogger("paylink.tracing")
 
@@ -77,10 +79,6 @@ class NoLooseClientSpans(Sampler):
         return f"NoLooseClientSpans{{{self._inner.get_description()}}}"
 
 
-def without_query(url: yarl.URL) -> str:
-    return str(url.with_query(None))
-
-
 def sampler(settings: TracingSettings) -> Sampler:
     """The sampler ``OTEL_TRACES_SAMPLER`` (+ ``_ARG``) names; an unknown name is a settings error."""
     ratio = TraceIdRatioBased(settings.traces_sampler_arg)
@@ -106,8 +104,7 @@ def install(service: str, settings: TracingSettings, exporter: SpanExporter | No
     provider = TracerProvider(resource=resource, sampler=NoLooseClientSpans(sampler(settings)))
     provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
-    PymongoInstrumentor().instrument(tracer_provider=provider)
-    AioHttpClientInstrumentor().instrument(tracer_provider=provider, url_filter=without_query)
+    monitoring.register(CommandEvents())  # before the clients are built: they copy the listeners
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     log.info(
         "tracing on",

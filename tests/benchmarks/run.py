@@ -1,6 +1,6 @@
 """``make bench``: paylink's performance figures, each a ratio against a baseline measured in the same run.
 
-    python -m tests.benchmarks.run [--only FIGURE ...] [--keep-stack] [--profile DIR]
+    python -m tests.benchmarks.run [--only FIGURE ...] [--keep-stack] [--profile DIR] [--tracing-rounds N]
 
 Starts a private stack (``.local/bench``: Kafka :29092, FerretDB :28017, Stripe emulator :22211,
 shortener :22280; ``deploy/local/stack.py``), runs paylink as real subprocesses against it, writes
@@ -232,11 +232,12 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-async def measure(names: list[str], profile_dir: Path | None) -> dict[str, dict[str, Any]]:
+async def measure(names: list[str], profile_dir: Path | None, tracing_rounds: int = 1) -> dict[str, dict[str, Any]]:
     mongo: Mongo = AsyncMongoClient(MONGO)
-    ctx: dict[str, Any] = {}
+    ctx: dict[str, Any] = {"tracing_rounds": tracing_rounds}
     if profile_dir is not None:
-        ctx["profile_path"] = {k: str(profile_dir / f"worker-{k}.folded") for k in ("latency", "cpu")}
+        profiled = ("latency", "cpu", "tracing-baseline", "tracing-off", "tracing-on")
+        ctx["profile_path"] = {k: str(profile_dir / f"worker-{k}.folded") for k in profiled}
     results: dict[str, dict[str, Any]] = {}
     try:
         for name in names:
@@ -259,6 +260,9 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=list(FIGURES), help="measure this figure only")
     parser.add_argument("--keep-stack", action="store_true", help="leave the private stack running")
     parser.add_argument("--profile", type=Path, help="write py-spy profiles of the worker (collapsed stacks) here")
+    parser.add_argument(
+        "--tracing-rounds", type=int, default=1, help="rounds of tracing_cost (median of each round's ratios)"
+    )
     args = parser.parse_args()
     names = args.only or list(FIGURES)
     if args.profile is not None:
@@ -266,7 +270,7 @@ def main() -> None:
     started = time.monotonic()
     stack("up")
     try:
-        results = asyncio.run(measure(names, args.profile))
+        results = asyncio.run(measure(names, args.profile, args.tracing_rounds))
     finally:
         if not args.keep_stack:
             stack("down")

@@ -1,0 +1,79 @@
+"""The worker's HTTP client spans (``consumer.runtime.tracing_http``), on a local aiohttp server: one
+CLIENT span per request made inside a recording span, its URL without the query string (customer searches
+carry e-mails there); failures marked; nothing outside a trace, and no trace config while nothing records."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from consumer import tracing
+from consumer.runtime import tracing_http
+
+
+@pytest.fixture
+def provider() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider, exporter
+    provider.shutdown()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[TestServer]:
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"id": "cus_1"})
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.json_response({"error": "boom"}, status=500)
+
+    app = web.Application()
+    app.router.add_get("/v1/customers/search", ok)
+    app.router.add_post("/v1/invoices", broken)
+    running = TestServer(app)
+    await running.start_server()
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def test_requests_inside_a_recording_span_get_a_client_span_without_the_query(
+    provider: tuple[TracerProvider, InMemorySpanExporter], server: TestServer
+) -> None:
+    sdk, exporter = provider
+    tracer = sdk.get_tracer("test")
+    async with aiohttp.ClientSession(trace_configs=[tracing_http.trace_config(tracer)]) as session:
+        async with session.get(server.make_url('/v1/customers/search?query=email:"ada@example.com"')):
+            pass  # outside any span: nothing
+        with tracer.start_as_current_span("saga step customer") as step:
+            async with session.get(server.make_url('/v1/customers/search?query=email:"ada@example.com"')):
+                pass
+            async with session.post(server.make_url("/v1/invoices")):
+                pass
+
+    search, create, parent = exporter.get_finished_spans()
+    assert parent.name == "saga step customer"
+    assert search.name == "GET" and search.kind is SpanKind.CLIENT and search.attributes is not None
+    assert search.parent is not None and search.parent.span_id == step.get_span_context().span_id
+    assert search.attributes["url.full"] == str(server.make_url("/v1/customers/search"))
+    assert search.attributes["http.response.status_code"] == 200
+    assert "ada@example.com" not in repr(dict(search.attributes))
+    assert create.name == "POST" and create.status.status_code is StatusCode.ERROR
+    assert create.attributes is not None and create.attributes["error.type"] == "500"
+
+
+def test_no_trace_config_while_nothing_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tracing, "recording", False)
+    assert tracing_http.trace_configs() == []
+    monkeypatch.setattr(tracing, "recording", True)
+    assert len(tracing_http.trace_configs()) == 1
