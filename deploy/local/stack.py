@@ -25,7 +25,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -332,6 +332,9 @@ def main() -> None:
     parser.add_argument(
         "--kafka-proxied-listener", metavar="LISTEN:ADVERTISED", help="a third Kafka listener advertised at a proxy"
     )
+    parser.add_argument(
+        "--start-timeout", type=float, default=0.0, metavar="S", help="wait at least S seconds for each to answer"
+    )
     args = parser.parse_args()
     if args.kafka_proxied_listener:
         global KAFKA_PROXIED
@@ -340,7 +343,11 @@ def main() -> None:
     use_state_dir(args.state_dir.resolve())
     for directory in (RUN, LOGS, KAFKA_DATA, FERRETDB_DATA):
         directory.mkdir(parents=True, exist_ok=True)
-    chosen = [s for s in services(args) if not args.only or s.name in args.only]
+    chosen = [
+        replace(s, start_timeout_s=max(s.start_timeout_s, args.start_timeout))
+        for s in services(args)
+        if not args.only or s.name in args.only
+    ]
     if args.action == "up":
         for service in chosen:
             start(service)
