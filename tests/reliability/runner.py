@@ -496,6 +496,29 @@ class ScenarioRun:
             await producer.stop()
 
     async def _produce(self, messages: list[Sent]) -> None:
+        """Sends ``messages`` over the scenario's produce window, in chunks. Chaos runs meanwhile: when a
+        broker restart fails a send (``LeaderNotAvailableError`` in session 5's run D, under load), the
+        unsent rest of the chunk goes again once every partition has a leader, with a fresh producer; a
+        message sent twice is a duplicate delivery paylink must absorb anyway."""
+        chunk = max(1, len(messages) // max(1, int(self.scenario.produce_s * 4)))
+        pause = self.scenario.produce_s / max(1, len(messages) / chunk)
+        deadline = time.monotonic() + self.scenario.produce_s + 2 * READY_TIMEOUT_S
+        producer = await self._producer()
+        try:
+            for start in range(0, len(messages), chunk):
+                pending = messages[start : start + chunk]
+                while pending:
+                    pending = await self._send(producer, pending)
+                    if pending:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"{len(pending)} messages could not be produced before the deadline")
+                        await producer.stop()
+                        producer = await self._producer()
+                await asyncio.sleep(pause)
+        finally:
+            await producer.stop()
+
+    async def _producer(self) -> AIOKafkaProducer:
         await self.ready()
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -504,18 +527,33 @@ class ScenarioRun:
             request_timeout_ms=120_000,
         )
         await producer.start()
-        try:
-            chunk = max(1, len(messages) // max(1, int(self.scenario.produce_s * 4)))
-            pause = self.scenario.produce_s / max(1, len(messages) / chunk)
-            for start in range(0, len(messages), chunk):
-                batch = messages[start : start + chunk]
-                futures = [await producer.send(self.settings.requests_topic, m.raw, key=m.key) for m in batch]
-                for message, future in zip(batch, futures, strict=True):
-                    metadata = await future
-                    message.partition, message.offset = metadata.partition, metadata.offset
-                await asyncio.sleep(pause)
-        finally:
-            await producer.stop()
+        return producer
+
+    async def _send(self, producer: AIOKafkaProducer, batch: list[Sent]) -> list[Sent]:
+        """Sends ``batch``; returns the messages whose send failed retryably (none when all went)."""
+        futures = []
+        for message in batch:
+            try:
+                futures.append(await producer.send(self.settings.requests_topic, message.raw, key=message.key))
+            except KafkaError as error:
+                if not error.retriable:
+                    raise
+                return batch[len(futures) :] + await self._settled(batch[: len(futures)], futures)
+        return await self._settled(batch, futures)
+
+    @staticmethod
+    async def _settled(batch: list[Sent], futures: list[asyncio.Future[Any]]) -> list[Sent]:
+        failed = []
+        for message, future in zip(batch, futures, strict=True):
+            try:
+                metadata = await future
+            except KafkaError as error:
+                if not error.retriable:
+                    raise
+                failed.append(message)
+                continue
+            message.partition, message.offset = metadata.partition, metadata.offset
+        return failed
 
     async def _settle(self, timeout_s: float) -> bool:
         """Waits until every message is committed and every result published; False on timeout."""
