@@ -395,9 +395,24 @@ def _count_deliveries(driver: Driver, deliveries: list[dict[str, Any]]) -> None:
         run.notes.append(f"reconcile: {summary}")
 
 
+def played_out(run: ScenarioRun, driver: Driver, obs: Observation, wanted: dict[str, int]) -> list[str]:
+    """What a lifecycle scenario's goal asks of every run: each ``wanted`` chaos count reached, at least 20
+    links created, and every kind of lifecycle event published."""
+    problems = []
+    for what, count in wanted.items():
+        if run.chaos[what] < count:
+            problems.append(f"only {run.chaos[what]} x {what} (wanted >= {count})")
+    if len(driver.links) < 20:
+        problems.append(f"only {len(driver.links)} links were created")
+    kinds = Counter(str(event.get("event_type")) for event in obs.lifecycle)
+    for kind in ("PaymentLinkPaid", "PaymentLinkPaymentFailed", "PaymentLinkUncollectible", "PaymentLinkVoided"):
+        if not kinds[kind]:
+            problems.append(f"no {kind} was published")
+    return problems
+
+
 def goal(run: ScenarioRun, obs: Observation) -> list[str]:
     driver = _driver(run)
-    problems = []
     wanted = {
         "webhooks SIGKILL": 2,
         "webhook drop": 1,
@@ -408,15 +423,7 @@ def goal(run: ScenarioRun, obs: Observation) -> list[str]:
         "forged webhooks ignored": 1,
         "reconcile recovered": 1,
     }
-    for what, count in wanted.items():
-        if run.chaos[what] < count:
-            problems.append(f"only {run.chaos[what]} x {what} (wanted >= {count})")
-    if len(driver.links) < 20:
-        problems.append(f"only {len(driver.links)} links were created")
-    kinds = Counter(str(event.get("event_type")) for event in obs.lifecycle)
-    for kind in ("PaymentLinkPaid", "PaymentLinkPaymentFailed", "PaymentLinkUncollectible", "PaymentLinkVoided"):
-        if not kinds[kind]:
-            problems.append(f"no {kind} was published")
+    problems = played_out(run, driver, obs, wanted)
     distinct = {str(event.get("event_id")): event for event in obs.lifecycle}
     by_kind = Counter(str(event.get("event_type")) for event in distinct.values())
     sources = Counter(str(event.get("source")) for event in distinct.values())

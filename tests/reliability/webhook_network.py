@@ -121,15 +121,7 @@ def goal(run: ScenarioRun, obs: Observation) -> list[str]:
         "webhook deliveries retried": 5,
         "webhook deliveries handled twice": 1,  # the answer lost after paylink acted on the event
     }
-    for what, count in wanted.items():
-        if run.chaos[what] < count:
-            problems.append(f"only {run.chaos[what]} x {what} (wanted >= {count})")
-    if len(driver.links) < 20:
-        problems.append(f"only {len(driver.links)} links were created")
-    kinds = Counter(str(event.get("event_type")) for event in obs.lifecycle)
-    for kind in ("PaymentLinkPaid", "PaymentLinkPaymentFailed", "PaymentLinkUncollectible", "PaymentLinkVoided"):
-        if not kinds[kind]:
-            problems.append(f"no {kind} was published")
+    problems += lifecycle.played_out(run, driver, obs, wanted)
     distinct = {str(event.get("event_id")): event for event in obs.lifecycle}
     sources = Counter(str(event.get("source")) for event in distinct.values())
     run.notes.append(
