@@ -91,6 +91,18 @@ class Billing(Protocol):
         """
         ...
 
+    async def find_draft_invoice(self, stripe_account: str, customer_id: str, payment_link_id: str) -> str | None:
+        """The newest draft invoice of ``customer_id`` whose ``metadata.payment_link_id`` is ``payment_link_id``
+        (among the customer's 100 newest drafts), or None. Read-only, and strongly consistent (Stripe's
+        list, not its search): how a resumed saga finds the draft an earlier pass created but did not record."""
+        ...
+
+    async def invoice_line_indexes(self, stripe_account: str, invoice_id: str) -> set[int]:
+        """The ``metadata.line_index`` of every line on the invoice (paylink's items carry their request
+        line's index; lines without one are left out). Read-only: how a resumed saga learns which lines an
+        earlier pass added before it could record them."""
+        ...
+
     async def finalize_invoice(self, stripe_account: str, invoice_id: str, idempotency_key: str) -> FinalizedInvoice:
         """Finalises with ``auto_advance=false`` (Stripe sends nothing). Idempotent: if the invoice is
         already finalised (e.g. the idempotency key expired after a long pause), return its state."""
@@ -129,7 +141,9 @@ class SagaStore(Protocol):
 
     async def create_if_absent(self, record: SagaRecord) -> SagaRecord:
         """Inserts ``record`` unless one with its ``payment_link_id`` exists; returns the stored record
-        (the existing one wins, so concurrent first deliveries converge). ``RetryableError`` on faults."""
+        (the existing one wins, so concurrent first deliveries converge): ``record`` itself, the same object,
+        when this call inserted it (how a saga tells its first pass from a resume). ``RetryableError`` on
+        faults."""
         ...
 
     async def load(self, payment_link_id: str) -> SagaRecord | None:

@@ -58,7 +58,7 @@ from domain.ports import (
 from domain.saga_history import CarriedHistory, EntryKind
 from domain.saga_record import IN_FLIGHT_STATUSES, SagaFailure, SagaRecord, SagaStatus
 from domain.saga_run import SagaPorts, StepTimer, event_message, log_context, started_record
-from domain.saga_steps import SagaRun, first_unfinished_step
+from domain.saga_steps import SagaRun, first_unfinished_step, last_retried_step
 
 log = logging.getLogger("paylink.saga")
 
@@ -101,21 +101,19 @@ class PaymentLinkSaga:
 
     async def run(self, request: PaymentLinkRequested) -> Result:
         """Runs (or resumes) the saga of ``request`` to its terminal result, appended to the outbox.
-
-        Raises ``RetryableError`` when a step hits a transient fault (progress is kept; call again).
-        """
+        Raises ``RetryableError`` when a step hits a transient fault (progress is kept; call again)."""
         return (await self.run_outcome(request)).result
 
     async def run_outcome(self, request: PaymentLinkRequested) -> SagaOutcome:
         """``run``, telling whether the result is new or a finished saga's stored one re-reported."""
-        record = await self._store.create_if_absent(started_record(request, self._clock.now()))
+        record = await self._store.create_if_absent(started := started_record(request, self._clock.now()))
         if record.request != request.model_dump(mode="json"):
             # Same event_id, other body: the producer broke the idempotency contract. The stored request
             # wins (identical Stripe parameters on every retry); the difference is only logged.
             log.warning("event_id reused with a different request; the first one wins", extra=log_context(record))
         if record.is_terminal:
             return await self._report_again(record)
-        run = self._run(record)
+        run = self._run(record, resumed=record is not started)
         try:
             if record.status is SagaStatus.COMPENSATING:
                 return SagaOutcome(await self._compensate(run))  # a permanent failure still owes its compensation
@@ -128,8 +126,8 @@ class PaymentLinkSaga:
             self._carry(run, error)
             raise
 
-    def _run(self, record: SagaRecord) -> SagaRun:
-        return SagaRun(self._ports, record, self._carried.take(record.payment_link_id))
+    def _run(self, record: SagaRecord, *, resumed: bool = True) -> SagaRun:
+        return SagaRun(self._ports, record, self._carried.take(record.payment_link_id), resumed=resumed)
 
     def _carry(self, run: SagaRun, error: RetryableError) -> None:
         run.note(EntryKind.RETRY, error=error)
@@ -150,7 +148,9 @@ class PaymentLinkSaga:
         run = self._run(record)
         cause = error.message if isinstance(error, PaylinkError) else excerpt(repr(error), 200)
         reason = error.reason if isinstance(error, PaylinkError) else Reason.INTERNAL_ERROR
-        run.journal.begin(run.current_step, self._clock.now())
+        # The step this process was retrying: unsaved progress (ADR 0018) may put it past the stored one's.
+        failed_step = last_retried_step(run.journal.pending) or first_unfinished_step(record)
+        run.journal.begin(failed_step, self._clock.now())
         run.note(EntryKind.GAVE_UP, error=RetryableError(reason, safe_message(f"after {attempts} attempt(s): {cause}")))
         if record.status is SagaStatus.COMPENSATING and record.failure is not None:
             problem = f"gave up after {attempts} attempt(s): {cause}"
@@ -158,11 +158,11 @@ class PaymentLinkSaga:
         failure = SagaFailure(
             reason=reason,
             message=safe_message(
-                f"gave up after {attempts} attempt(s) at step {run.current_step}: {cause}; "
+                f"gave up after {attempts} attempt(s) at step {failed_step}: {cause}; "
                 "progress is kept and `paylink replay` resumes it"
             ),
             retryable=True,
-            failed_step=first_unfinished_step(record),
+            failed_step=failed_step,
         )
         return SagaOutcome(await self._finish(run, SagaStatus.FAILED, failure))
 
@@ -197,8 +197,7 @@ class PaymentLinkSaga:
         return reopened.request_event()
 
     async def replay(self, payment_link_id: str) -> Result:
-        """``prepare_replay`` then ``run``; raises like them."""
-        return await self.run(await self.prepare_replay(payment_link_id))
+        return await self.run(await self.prepare_replay(payment_link_id))  # raises like them
 
     async def reject_unparseable(self, raw: bytes, error: PermanentError) -> PaymentLinkFailed | None:
         """Appends the ``PaymentLinkFailed`` for input failing ``parse_request`` that has an ``event_id``."""

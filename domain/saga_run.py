@@ -56,8 +56,8 @@ class RunBase:
 
     def advance_unsaved(self, record: SagaRecord, **ids: str) -> None:
         """Makes a forward step's progress current unsaved, with its ``done`` history entry: both ride along
-        with the next save. Only for steps safe to repeat even after Stripe forgot their keys, ``finalise``
-        and ``shorten`` (ADR 0016)."""
+        with the next save. Only for steps a resumed pass can repeat without duplicating anything, even
+        after Stripe forgot their keys (ADRs 0016, 0018; ``domain.saga_steps``)."""
         self.note(EntryKind.DONE, ids=ids)
         self.record = record
 

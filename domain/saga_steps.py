@@ -11,11 +11,15 @@ in results), its done-predicate on the record, its ``do`` and its ``undo``. It d
 - ``SagaRun.compensate`` runs the ``undo`` of every done step, last first.
 
 Each ``do`` does its work, then records its outcome through one of the record's named transitions
-(``domain.saga_record``): ``validate`` to ``items`` save it before the next step starts; ``finalise``
-and ``shorten``, safe to repeat even after Stripe forgot their keys, only ``advance`` the record, and
-their outcome is stored by the saga's final save with the result (ADR 0016). ``SagaRun.record`` is the
-latest version, stored or advanced, so a failure handler saves on top of it (carrying the advanced
-progress) without a self-inflicted version conflict.
+(``domain.saga_record``). Only ``draft`` saves it before the next step starts (ADRs 0016, 0018): the
+draft's id is what a resume must never lose. The others only ``advance`` the record, and their outcome
+rides with the next save: ``customer`` with the draft's, ``items``, ``finalise`` and ``shorten`` with
+the result. A resumed pass (``SagaRun.resumed``: the saga was not inserted by this pass) asks Stripe what
+an earlier pass did without recording it, so that repeating a step duplicates nothing even after
+Stripe forgot its keys: the draft of this link on the customer (``Billing.find_draft_invoice``) before
+creating one, and the lines already on the draft (``Billing.invoice_line_indexes``) before adding any.
+``SagaRun.record`` is the latest version, stored or advanced, so a failure handler saves on top of it
+(carrying the advanced progress) without a self-inflicted version conflict.
 """
 
 from __future__ import annotations
@@ -24,20 +28,18 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
-from domain.billing import (
-    MAX_EMAIL_CHARS,
-    DraftInvoice,
-    InvoiceItem,
-    NewCustomer,
-    customer_search_query,
-    stripe_email,
-)
-from domain.crm import Contact
-from domain.errors import PermanentError, Reason, excerpt
+from domain.billing import DraftInvoice, InvoiceItem
+from domain.errors import PermanentError, Reason
 from domain.events import AmountLineItem, LineItem, PaymentLinkRequested, Step
 from domain.intake import due_timestamp, resolve_due_date
-from domain.keys import customer_key
-from domain.saga_history import HistoryEntry
+from domain.saga_customer import (
+    connected_account,
+    contact_of,
+    email_of,
+    find_or_create_customer,
+    invoice_description,
+)
+from domain.saga_history import EntryKind, HistoryEntry
 from domain.saga_record import SagaRecord
 from domain.saga_run import RunBase, SagaPorts
 
@@ -47,9 +49,15 @@ log = logging.getLogger("paylink.saga")
 class SagaRun(RunBase):
     """One pass over a saga record: forward steps, or compensation."""
 
-    def __init__(self, ports: SagaPorts, record: SagaRecord, carried: Sequence[HistoryEntry] = ()) -> None:
-        """``carried``: history entries of an earlier pass not stored yet (its transient failures)."""
+    def __init__(
+        self, ports: SagaPorts, record: SagaRecord, carried: Sequence[HistoryEntry] = (), *, resumed: bool = True
+    ) -> None:
+        """``carried``: history entries of an earlier pass not stored yet (its transient failures).
+        ``resumed``: an earlier pass may have acted without recording it (False only for the pass that
+        inserted the saga: nothing can have happened before it)."""
         super().__init__(ports, record, carried)
+        self.resumed = resumed
+        self._lines_known = not resumed  # a resumed pass reads the draft's lines once before adding any
         self.request: PaymentLinkRequested = record.request_event()
         self.current_step = first_unfinished_step(record)
 
@@ -98,74 +106,37 @@ class SagaRun(RunBase):
         linked to a customer too: paylink knows the contact's email, not the customer's, and one rule on CRM
         data is one the CRM can check and fix on its own.
         """
-        stripe_account = await self._connected_account()
-        contact = await self._contact()
-        email = self._email_of(contact)
+        crm, request = self._ports.crm, self.request
+        stripe_account = await connected_account(crm, request)
+        contact = await contact_of(crm, request)
+        email = email_of(contact, request)
         linked = contact.stripe_customers.get(stripe_account)
         if linked is None:
-            customer_id = await self._find_or_create_customer(stripe_account, contact, email)
+            customer_id = await find_or_create_customer(self._ports.billing, stripe_account, contact, email)
             linked = await self._ports.crm.link_customer(
                 self.request.account_id, self.request.contact_id, stripe_account, customer_id
             )
             if linked != customer_id:
                 log.info("another customer was linked first; using it", extra=self._log_context())
-        description = self._invoice_description(contact, email)
+        description = invoice_description(request, contact, email)
         record = self.record.with_customer(stripe_account, description, linked, self.now())
-        await self.advance(record, stripe_account=stripe_account, customer_id=linked)
-
-    async def _connected_account(self) -> str:
-        stripe_account = await self._ports.crm.stripe_account_of(self.request.account_id)
-        if not stripe_account:
-            raise PermanentError(
-                Reason.ACCOUNT_NOT_CONNECTED,
-                f"account {excerpt(self.request.account_id)} has no connected Stripe account "
-                "(accounts.stripe.account_id is missing)",
-            )
-        return stripe_account
-
-    async def _contact(self) -> Contact:
-        contact = await self._ports.crm.find_contact(self.request.account_id, self.request.contact_id)
-        if contact is None:
-            raise PermanentError(
-                Reason.CONTACT_NOT_FOUND,
-                f"contact {excerpt(self.request.contact_id)} not found in account {excerpt(self.request.account_id)}",
-            )
-        return contact
-
-    def _email_of(self, contact: Contact) -> str:
-        email = stripe_email(contact)
-        if email is not None:
-            return email
-        whose = f"contact {excerpt(contact.id)} of account {excerpt(self.request.account_id)}"
-        if contact.email is None:
-            problem = "has no email, which Stripe needs to invoice the customer: add an email to the contact"
-        else:
-            problem = (
-                f"has an email of {len(contact.email)} characters, more than Stripe's {MAX_EMAIL_CHARS}: "
-                "correct the contact's email"
-            )
-        raise PermanentError(Reason.CONTACT_MISSING_EMAIL, f"{whose} {problem}, then request the link again")
-
-    async def _find_or_create_customer(self, stripe_account: str, contact: Contact, email: str) -> str:
-        billing = self._ports.billing
-        query = customer_search_query(email, contact.phone)
-        assert query is not None  # an email always makes a query
-        found = await billing.search_customers(stripe_account, query)
-        if found:
-            return found[0]
-        customer = NewCustomer.from_contact(contact)
-        key = customer_key(stripe_account, contact.account_id, contact.id, customer.stripe_params())
-        return await billing.create_customer(stripe_account, customer, key)
-
-    def _invoice_description(self, contact: Contact, email: str) -> str:
-        if self.request.description:
-            return self.request.description
-        return excerpt(f"Payment requested from {contact.display_name or email}", 500)
+        # Saved with the draft: a repeat finds the same customer (the CRM link, written above, is never
+        # overwritten), and a resumed draft step adopts the draft an earlier pass made (ADR 0018).
+        self.advance_unsaved(record, stripe_account=stripe_account, customer_id=linked)
 
     async def create_draft(self) -> None:
-        """draft: the draft invoice, under the request's draft idempotency key."""
+        """draft: the draft invoice, under the request's draft idempotency key; a resumed pass first adopts
+        the draft an earlier pass created for this link (its parameters may have been other ones: the
+        contact renamed meanwhile, or the key forgotten after 24 hours)."""
         record = self.record
         assert record.due_date is not None and record.customer_id and record.stripe_account and record.description
+        if self.resumed:
+            found = await self._ports.billing.find_draft_invoice(
+                record.stripe_account, record.customer_id, record.payment_link_id
+            )
+            if found is not None:
+                await self.advance(record.with_draft(found, self.now()), invoice_id=found, adopted="true")
+                return
         metadata = {
             **self.request.metadata,
             "payment_link_id": record.payment_link_id,
@@ -185,7 +156,12 @@ class SagaRun(RunBase):
         await self.advance(record.with_draft(invoice_id, self.now()), invoice_id=invoice_id)
 
     async def add_items(self) -> None:
-        """items: the next ``items_per_call`` line items not yet on the draft, in one call."""
+        """items: the next ``items_per_call`` line items not yet on the draft, in one call. Lines go on in
+        request order, so those an earlier pass added are the first ones: a resumed pass skips them."""
+        if not self._lines_known:
+            self._lines_known = True
+            if await self._skip_lines_on_the_draft():
+                return
         record, lines = self.record, self.request.line_items
         start = record.items_added
         stop = min(start + max(1, self._ports.items_per_call), len(lines))
@@ -194,7 +170,18 @@ class SagaRun(RunBase):
         await self._ports.billing.add_invoice_items(
             record.stripe_account, record.invoice_id, batch, record.keys.items(start, stop)
         )
-        await self.advance(record.with_items_added(stop, self.now()), items=f"{start}..{stop - 1}")
+        self.advance_unsaved(record.with_items_added(stop, self.now()), items=f"{start}..{stop - 1}")
+
+    async def _skip_lines_on_the_draft(self) -> bool:
+        """Advances past the request's first lines already on the draft; True when there were any new."""
+        record = self.record
+        assert record.stripe_account and record.invoice_id
+        present = await self._ports.billing.invoice_line_indexes(record.stripe_account, record.invoice_id)
+        on_draft = next(index for index in range(record.line_count + 1) if index not in present)
+        if on_draft <= record.items_added:
+            return False
+        self.advance_unsaved(record.with_items_added(on_draft, self.now()), items=f"0..{on_draft - 1} found")
+        return True
 
     def _invoice_item(self, index: int, line: LineItem) -> InvoiceItem:
         assert self.record.customer_id is not None
@@ -261,7 +248,7 @@ class SagaRun(RunBase):
 @dataclass(frozen=True)
 class SagaStep:
     """One row of the saga: ``done`` says the record already holds the step's outcome; ``do`` makes
-    progress towards it and saves it; ``undo`` (None: nothing to undo) reverses a done step."""
+    progress towards it (saved or advanced); ``undo`` (None: nothing to undo) reverses a done step."""
 
     name: Step
     done: Callable[[SagaRecord], bool]
@@ -287,3 +274,10 @@ STEPS: tuple[SagaStep, ...] = (
 def first_unfinished_step(record: SagaRecord) -> Step:
     """The first step whose outcome the record does not hold yet; ``shorten`` once every step is done."""
     return next((step.name for step in STEPS if not step.done(record)), STEPS[-1].name)
+
+
+def last_retried_step(entries: Sequence[HistoryEntry]) -> Step | None:
+    """The forward step of the newest ``retry`` entry among ``entries`` (None: no forward step was retried)."""
+    forward = {step.name.value for step in STEPS}
+    retried = [entry.step for entry in entries if entry.kind is EntryKind.RETRY and entry.step in forward]
+    return Step(retried[-1]) if retried else None

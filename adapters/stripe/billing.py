@@ -23,7 +23,8 @@
   ``/v1/invoiceitems`` go through ``StripeClient.raw_request_async``: the same paths, form-encoded
   parameters, headers (``Stripe-Account``, ``Idempotency-Key``, version) and error classes as the
   resource methods, but the answer stays plain JSON, skipping the ``StripeObject`` conversion, which
-  was a third of stripe-python's CPU per saga (py-spy, issue 16). The rest keep the resource methods.
+  was a third of stripe-python's CPU per saga (py-spy, issue 16). So do the two reads of a resumed
+  saga (its draft among the customer's, the lines on it: ADR 0018). The rest keep the resource methods.
 - ``retrieve_invoice`` maps the invoice with ``adapters.stripe.invoices.snapshot_from_invoice``, the
   function the webhook intake applies to ``event.data.object``.
 - Every error becomes the domain's ``RetryableError``/``PermanentError`` (``adapters.stripe.errors``).
@@ -177,6 +178,28 @@ class StripeBilling:
     async def _add_item(self, stripe_account: str, invoice_id: str, item: InvoiceItem) -> None:
         params = item.stripe_params(invoice_id)
         await self._raw("invoiceitems.create", stripe_account, "post", "/v1/invoiceitems", params, item.idempotency_key)
+
+    async def find_draft_invoice(self, stripe_account: str, customer_id: str, payment_link_id: str) -> str | None:
+        params = {"customer": customer_id, "status": "draft", "limit": 100}
+        page = await self._raw("invoices.list", stripe_account, "get", "/v1/invoices", params, None)
+        for invoice in page["data"]:  # newest first
+            if (invoice.get("metadata") or {}).get("payment_link_id") == payment_link_id:
+                return str(invoice["id"])
+        return None
+
+    async def invoice_line_indexes(self, stripe_account: str, invoice_id: str) -> set[int]:
+        path = f"/v1/invoices/{_path_id(invoice_id)}/lines"
+        indexes: set[int] = set()
+        params: dict[str, Any] = {"limit": 100}
+        while True:
+            page = await self._raw("invoices.lines", stripe_account, "get", path, params, None)
+            for line in page["data"]:
+                index = str((line.get("metadata") or {}).get("line_index", ""))
+                if index.isdigit():
+                    indexes.add(int(index))
+            if not page.get("has_more") or not page["data"]:
+                return indexes
+            params = {"limit": 100, "starting_after": page["data"][-1]["id"]}
 
     async def finalize_invoice(self, stripe_account: str, invoice_id: str, idempotency_key: str) -> FinalizedInvoice:
         path = f"/v1/invoices/{_path_id(invoice_id)}/finalize"

@@ -120,7 +120,7 @@ def full_record() -> SagaRecord:
 async def test_create_if_absent_stores_and_returns_the_record(store: SagaStore) -> None:
     record = new_record()
 
-    assert await store.create_if_absent(record) == record
+    assert await store.create_if_absent(record) is record  # the very object: the saga's first pass knows it
     assert await store.load(record.payment_link_id) == record
 
 
@@ -131,6 +131,14 @@ async def test_create_if_absent_returns_the_existing_record(store: SagaStore) ->
 
     assert await store.create_if_absent(other) == first
     assert await store.load(first.payment_link_id) == first
+
+
+async def test_create_if_absent_of_an_equal_record_is_not_an_insert(store: SagaStore) -> None:
+    first = new_record()
+    await store.create_if_absent(first)
+    equal = first.model_copy()
+
+    assert await store.create_if_absent(equal) is not equal  # a second pass is told it resumes
 
 
 async def test_concurrent_first_deliveries_converge(store: SagaStore) -> None:

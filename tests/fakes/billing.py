@@ -185,6 +185,27 @@ class FakeBilling:
             return price
         return int(params["unit_amount_decimal"]), params["currency"]
 
+    async def find_draft_invoice(self, stripe_account: str, customer_id: str, payment_link_id: str) -> str | None:
+        self._enter("find_draft_invoice")
+        drafts = [
+            invoice
+            for invoice in self.invoices.values()
+            if invoice.stripe_account == stripe_account
+            and invoice.params["customer"] == customer_id
+            and invoice.status == "draft"
+        ]
+        newest = list(reversed(drafts))[:100]  # Stripe lists newest first, 100 at most per page
+        return next(
+            (i.id for i in newest if i.params.get("metadata", {}).get("payment_link_id") == payment_link_id), None
+        )
+
+    async def invoice_line_indexes(self, stripe_account: str, invoice_id: str) -> set[int]:
+        self._enter("invoice_line_indexes")
+        invoice = self._invoice(stripe_account, invoice_id)
+        return {
+            int(item["metadata"]["line_index"]) for item in invoice.items if "line_index" in item.get("metadata", {})
+        }
+
     async def finalize_invoice(self, stripe_account: str, invoice_id: str, idempotency_key: str) -> FinalizedInvoice:
         def finalize() -> FinalizedInvoice:
             invoice = self._invoice(stripe_account, invoice_id)

@@ -14,6 +14,7 @@ class Fault:
     error: BaseException
     remaining: int | None  # None: forever
     after_effect: bool  # the call takes effect, then the error is raised (a lost response)
+    skip: int = 0  # matching calls let through first (fail the 3rd: skip=2)
 
 
 @dataclass
@@ -27,13 +28,17 @@ class FaultPlan:
         *,
         times: int | None = 1,
         after_effect: bool = False,
+        skip: int = 0,
     ) -> None:
-        self.faults.setdefault(call, []).append(Fault(error, times, after_effect))
+        self.faults.setdefault(call, []).append(Fault(error, times, after_effect, skip))
 
     def check(self, call: str, *, after_effect: bool = False) -> None:
         """Raises the first armed fault of ``call`` for this phase (before or after the effect)."""
         for fault in self.faults.get(call, []):
             if fault.after_effect != after_effect or fault.remaining == 0:
+                continue
+            if fault.skip > 0:
+                fault.skip -= 1
                 continue
             if fault.remaining is not None:
                 fault.remaining -= 1

@@ -43,8 +43,10 @@ class FakeSagaStore:
 
     async def create_if_absent(self, record: SagaRecord) -> SagaRecord:
         self.faults.check("create_if_absent")
-        document = self.documents.setdefault(record.payment_link_id, record.to_document())
-        return SagaRecord.from_document(copy.deepcopy(document))
+        if record.payment_link_id not in self.documents:
+            self.documents[record.payment_link_id] = record.to_document()
+            return record  # the port: the same object when this call inserted it
+        return self.record(record.payment_link_id)
 
     async def load(self, payment_link_id: str) -> SagaRecord | None:
         self.faults.check("load")

@@ -222,8 +222,9 @@ async def test_store_unavailable_gives_up_as_internal_error() -> None:
     world.store.faults.add("save", RetryableError(Reason.INTERNAL_ERROR, "not primary"), times=3)
     result = await run_like_worker(world.saga(), make_request(), attempts=3)
     assert isinstance(result, PaymentLinkFailed)
-    # The first save is the customer step's: the due date went in with the saga's insert (ADR 0016).
-    assert (result.reason, result.retryable, result.failed_step) == ("internal_error", True, "customer")
+    # The first save is the draft step's: the due date went in with the saga's insert (ADR 0016), the
+    # customer rides with the draft (ADR 0018).
+    assert (result.reason, result.retryable, result.failed_step) == ("internal_error", True, "draft")
 
 
 async def test_unexpected_exception_gives_up_as_internal_error() -> None:

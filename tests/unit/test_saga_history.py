@@ -23,8 +23,9 @@ from tests.fakes.basics import FakeClock
 from tests.fakes.world import REQUEST_ID, World, make_request, run_like_worker
 
 T0 = datetime(2030, 1, 15, 9, 30, tzinfo=UTC)
-# customer, draft, two items, created: validate goes in with the insert, finalise and shorten with the result (ADR 0016)
-CLEAN_SAVES = 5
+# draft (with the customer), created (with the items, finalise and shorten): validate goes in with the
+# insert (ADRs 0016, 0018)
+CLEAN_SAVES = 2
 
 
 class TickingClock(FakeClock):
@@ -89,7 +90,13 @@ async def test_a_transient_failure_is_kept_until_the_next_save_and_costs_no_save
     assert [(e.step, e.reason, e.retryable, e.message) for e in retry] == [
         ("draft", Reason.STRIPE_UNAVAILABLE, True, "draft: 503")
     ]
-    assert summary(record)[2:4] == [("retry", "draft", 1), ("done", "draft", 1)]
+    # The customer step rides with the draft's save: the retried pass did it again (ADR 0018).
+    assert summary(record)[1:5] == [
+        ("done", "customer", 1),
+        ("retry", "draft", 1),
+        ("done", "customer", 1),
+        ("done", "draft", 1),
+    ]
     assert record.version == CLEAN_SAVES
 
 
@@ -127,17 +134,21 @@ async def test_giving_up_then_replaying_keeps_the_earlier_attempt() -> None:
     replayed = await world.saga().replay(REQUEST_ID)
     assert isinstance(replayed, PaymentLinkCreated)
     record = world.store.record(REQUEST_ID)
+    # Items ride with the result: each later pass found the lines on the draft before finalising (ADR 0018).
     assert summary(record)[5:] == [
         ("retry", "finalise", 1),
+        ("done", "items", 1),
         ("retry", "finalise", 1),
         ("gave_up", "finalise", 1),
         ("result", "result", 1),
         ("replayed", "saga", 2),
+        ("done", "items", 2),
         ("done", "finalise", 2),
         ("done", "shorten", 2),
         ("result", "result", 2),
     ]
-    gave = record.history.entries[7]
+    assert record.history.entries[6].ids == record.history.entries[11].ids == {"items": "0..1 found"}
+    gave = record.history.entries[8]
     assert (gave.reason, gave.retryable, gave.message) == (Reason.STRIPE_UNAVAILABLE, True, "after 2 attempt(s): 503")
     results = [e.ids["event_id"] for e in record.history.entries if e.kind is EntryKind.RESULT]
     assert results == [gave_up.event_id, replayed.event_id]
@@ -157,14 +168,17 @@ async def test_a_failed_save_keeps_the_pending_entries_for_the_next_save() -> No
     result = await run_like_worker(world.saga(), make_request())
     assert isinstance(result, PaymentLinkCreated)
     record = world.store.record(REQUEST_ID)
-    # validate's entry went in with the insert (ADR 0016): the first save is the customer step's
-    assert summary(record)[:4] == [
+    # validate's entry went in with the insert (ADR 0016): the first save is the draft step's (ADR 0018)
+    assert summary(record)[:6] == [
         ("done", "validate", 1),
-        ("done", "customer", 1),  # done, but its save failed: kept, with the retry, for the next save
-        ("retry", "customer", 1),
         ("done", "customer", 1),
+        ("done", "draft", 1),  # done, but its save failed: kept, with the retry, for the next save
+        ("retry", "draft", 1),
+        ("done", "customer", 1),
+        ("done", "draft", 1),  # the draft of the first pass, adopted
     ]
-    assert record.history.entries[2].message == "not primary"
+    assert record.history.entries[3].message == "not primary"
+    assert record.history.entries[5].ids == {"invoice_id": record.invoice_id, "adopted": "true"}
 
 
 async def test_the_history_survives_the_document_round_trip() -> None:

@@ -120,7 +120,7 @@ def test_every_other_old_document_loads_unchanged(document: dict[str, Any]) -> N
 async def test_an_old_form_compensating_saga_finishes_its_compensation_on_the_next_run() -> None:
     world = World()
     world.billing.faults.add("add_invoice_item", PermanentError(Reason.PRICE_NOT_FOUND, "No such price"))
-    world.store.crash_at_save(3, persisted=True)  # customer, draft, then the failure: crash after it
+    world.store.crash_at_save(2, persisted=True)  # the draft (with the customer), then the failure: crash after it
     with pytest.raises(SimulatedCrash):
         await world.saga().run(make_request())
     document = world.store.documents[REQUEST_ID]

@@ -11,7 +11,7 @@ from domain.errors import ConcurrentUpdateError
 from domain.events import PaymentLinkCreated, PaymentLinkFailed
 from domain.saga_record import SagaStatus
 from tests.fakes.faults import SimulatedCrash
-from tests.fakes.world import REQUEST_ID, World, make_request
+from tests.fakes.world import CONTACT, REQUEST_ID, World, make_request
 
 VOLATILE = {"event_id", "occurred_at"}
 LINES = [
@@ -34,14 +34,78 @@ async def reference(items_per_call: int = 1) -> tuple[dict[str, Any], dict[str, 
     return result.model_dump(exclude=VOLATILE), dict(world.billing.created)
 
 
-# The due date goes in with the insert; finalise and shorten go in with the result (ADR 0016).
-SAVES = saves_of_a_clean_run(LINES)  # customer, draft, 3 items, result (+ finalise, shorten)
+# The due date goes in with the insert, the customer with the draft, the items, finalise and shorten with
+# the result (ADRs 0016, 0018).
+SAVES = saves_of_a_clean_run(LINES)  # draft, result
 BULK_SAVES = saves_of_a_clean_run(LINES, items_per_call=2)
-FAILING_SAVES = saves_of_a_clean_run(FAILING_LINES)  # customer, draft, 2 items, failure owed, result
+FAILING_SAVES = saves_of_a_clean_run(FAILING_LINES)  # draft, failure owed, result
+
+
+def stripe_writes_of_a_clean_run(lines: list[dict[str, Any]], items_per_call: int = 1) -> list[tuple[str, int]]:
+    """Every Stripe POST of a clean run, as (call, how many of that call came before it)."""
+    world = World(items_per_call=items_per_call)
+    asyncio.run(world.saga().run(make_request(line_items=lines)))
+    calls = [call for call, _ in world.billing.keys_used]
+    return [(call, calls[:index].count(call)) for index, call in enumerate(calls)]
+
+
+STRIPE_WRITES = stripe_writes_of_a_clean_run(LINES)
+BULK_STRIPE_WRITES = stripe_writes_of_a_clean_run(LINES, items_per_call=2)
 
 
 def test_the_boundaries_are_the_ones_expected() -> None:
-    assert (SAVES, BULK_SAVES, FAILING_SAVES) == (6, 5, 6)
+    assert (SAVES, BULK_SAVES, FAILING_SAVES) == (2, 2, 3)
+    assert [call for call, _ in STRIPE_WRITES] == [
+        "create_customer",
+        "create_draft_invoice",
+        *["add_invoice_item"] * 3,
+        "finalize_invoice",
+    ]
+    assert [call for call, _ in BULK_STRIPE_WRITES] == [
+        "create_customer",
+        "create_draft_invoice",
+        "add_lines",
+        "add_invoice_item",
+        "finalize_invoice",
+    ]
+
+
+@pytest.mark.parametrize("expired", [False, True], ids=["within-24h", "keys-expired"])
+@pytest.mark.parametrize(
+    ("items_per_call", "write"), [(1, w) for w in STRIPE_WRITES] + [(2, w) for w in BULK_STRIPE_WRITES]
+)
+async def test_a_crash_right_after_any_stripe_write_then_resume_duplicates_nothing(
+    items_per_call: int, write: tuple[str, int], expired: bool
+) -> None:
+    """The windows no save covers (ADR 0018): the process dies as soon as Stripe acted, before anything was
+    recorded. The resume asks Stripe what the dead pass did (the draft of the link, the lines on it) and
+    creates nothing twice, even when Stripe has forgotten every key since."""
+    expected_result, expected_created = await reference(items_per_call)
+    world = World(items_per_call=items_per_call)
+    call, earlier = write
+    world.billing.faults.add(call, SimulatedCrash(f"crash after {call}"), after_effect=True, skip=earlier)
+    with pytest.raises(SimulatedCrash):
+        await world.saga().run(make_request(line_items=LINES))
+    if expired:
+        world.billing.expire_keys()
+    result = await world.saga().run(make_request(line_items=LINES))
+    assert isinstance(result, PaymentLinkCreated)
+    assert result.model_dump(exclude=VOLATILE) == expected_result
+    assert dict(world.billing.created) == expected_created  # no Stripe object created twice
+
+
+async def test_a_resumed_pass_adopts_the_draft_even_when_the_contact_was_renamed_meanwhile() -> None:
+    """Without adoption the resumed draft call would send the same key with another description, which
+    Stripe refuses: the saga would fail and leave the first draft behind."""
+    world = World()
+    world.billing.faults.add("create_draft_invoice", SimulatedCrash("crash"), after_effect=True)
+    with pytest.raises(SimulatedCrash):
+        await world.saga().run(make_request(line_items=LINES))
+    world.crm.contacts[CONTACT]["name"] = "Someone Else"  # the description comes from the contact's name
+    result = await world.saga().run(make_request(line_items=LINES))
+    assert isinstance(result, PaymentLinkCreated)
+    assert world.billing.created["invoice"] == 1
+    assert [invoice.status for invoice in world.billing.invoices.values()] == ["open"]
 
 
 @pytest.mark.parametrize("persisted", [True, False], ids=["after-write", "before-write"])
