@@ -1,70 +1,73 @@
-"""A client span per HTTP request of the worker's aiohttp sessions (Stripe, the shortener), when tracing is on.
+"""HTTP requests of the worker's aiohttp sessions (Stripe, the shortener) as events of the span they run in.
 
 ``open_components`` passes ``trace_configs()`` to the sessions it builds: empty while nothing records
 (``consumer.tracing.recording``), so that tracing off adds not even aiohttp's request signals. Not the
-aiohttp-client instrumentation, which does much more per request (URL redaction and
-parsing, a duration histogram even with no meter, header capture, the span made current and
-``traceparent`` injected into every Stripe request, which Stripe ignores; ADR 0015, amended).
+aiohttp-client instrumentation, which does much more per request (URL redaction and parsing, a duration
+histogram even with no meter, header capture, ``traceparent`` injected into every Stripe request, which
+Stripe ignores; ADR 0015, amended).
 
-Each span is named by the method (``POST``), a child of the current span (the step), with
-``http.request.method``, ``url.full`` without its query string (customer searches carry the contact's
-e-mail there), ``server.address``, ``server.port``, then ``http.response.status_code``; a status of 400
-or more, or an exception, marks it failed with ``error.type``.
+Not a client span per request either (ADR 0015, second amendment): every saga step is one or two HTTP
+calls, so a child span per call doubled the spans the worker starts, ends, queues and encodes, for a bar
+on the timeline that is the step's own. Each request is an event ``http <METHOD>`` (``http POST``) on
+the current recording span (the step, else the saga or cancel span), timestamped when it started, with
+``url.full`` without its query string (customer searches carry the contact's e-mail there),
+``http.duration_ms``, then ``http.response.status_code``, or ``error.type`` (the status of 400 or more,
+or the exception's class). The name says the method, ``url.full`` the server: neither is repeated.
+Requests outside any recording span leave nothing.
 """
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import aiohttp
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from yarl import URL
 
 from consumer import tracing
 
 
 def trace_configs() -> list[aiohttp.TraceConfig]:
-    """What to give an aiohttp session: a span per request while an SDK records, else nothing."""
-    return [trace_config(trace.get_tracer("paylink.http"))] if tracing.recording else []
+    """What to give an aiohttp session: an event per request while an SDK records, else nothing."""
+    return [trace_config()] if tracing.recording else []
 
 
-def trace_config(tracer: trace.Tracer) -> aiohttp.TraceConfig:
+def trace_config() -> aiohttp.TraceConfig:
     config = aiohttp.TraceConfig()
 
     async def start(_: aiohttp.ClientSession, call: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
-        call.span = None
-        if not trace.get_current_span().is_recording():
-            return  # a request outside any recorded span: no trace of one span
-        url = params.url
-        attributes = {"http.request.method": params.method, "url.full": str(url.with_query(None))}
-        call.span = tracer.start_span(
-            params.method,
-            kind=SpanKind.CLIENT,
-            attributes={**attributes, "server.address": url.host or "", "server.port": url.port or 0},
-        )
+        span = trace.get_current_span()
+        # The span is kept, not looked up again at the end: the event goes where the request started.
+        call.span = span if span.is_recording() else None
+        if call.span is not None:
+            call.started = time.time_ns()
 
     async def end(_: aiohttp.ClientSession, call: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
-        span: trace.Span | None = getattr(call, "span", None)
-        if span is None:
-            return
         status = params.response.status
-        span.set_attribute("http.response.status_code", status)
-        if status >= 400:
-            span.set_attribute("error.type", str(status))
-            span.set_status(Status(StatusCode.ERROR))
-        span.end()
+        _record(call, params.method, params.url, status, str(status) if status >= 400 else None)
 
     async def failed(
         _: aiohttp.ClientSession, call: SimpleNamespace, params: aiohttp.TraceRequestExceptionParams
     ) -> None:
-        span: trace.Span | None = getattr(call, "span", None)
-        if span is None:
-            return
-        span.set_attribute("error.type", type(params.exception).__qualname__)
-        span.set_status(Status(StatusCode.ERROR, str(params.exception)))
-        span.end()
+        _record(call, params.method, params.url, None, type(params.exception).__qualname__)
 
     config.on_request_start.append(start)
     config.on_request_end.append(end)
     config.on_request_exception.append(failed)
     return config
+
+
+def _record(call: SimpleNamespace, method: str, url: URL, status: int | None, error: str | None) -> None:
+    span: trace.Span | None = getattr(call, "span", None)
+    if span is None:
+        return
+    attributes: dict[str, str | int | float] = {
+        "url.full": str(url.with_query(None)),
+        "http.duration_ms": (time.time_ns() - call.started) / 1e6,
+    }
+    if status is not None:
+        attributes["http.response.status_code"] = status
+    if error is not None:
+        attributes["error.type"] = error
+    span.add_event(f"http {method}", attributes, timestamp=call.started)

@@ -70,8 +70,8 @@ class NoLooseClientSpans(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
-        parent = trace.get_current_span(parent_context).get_span_context()
-        if kind is SpanKind.CLIENT and not parent.is_valid:
+        # The parent is looked up for client spans only: every span is sampled, few are client spans.
+        if kind is SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
             return SamplingResult(Decision.DROP)
         return self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
