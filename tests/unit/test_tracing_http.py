@@ -1,7 +1,7 @@
 """The worker's HTTP requests as span events (``consumer.runtime.tracing_http``), on a local aiohttp server:
 one ``http <METHOD>`` event per request made inside a recording span, on that span, its URL without the
 query string (customer searches carry e-mails there); failures named; no span of their own, nothing outside
-a trace, and no trace config while nothing records."""
+a trace, and no middleware while nothing records."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ async def test_requests_inside_a_recording_span_are_its_events_without_the_query
 ) -> None:
     sdk, exporter = provider
     tracer = sdk.get_tracer("test")
-    async with aiohttp.ClientSession(trace_configs=[tracing_http.trace_config()]) as session:
+    async with aiohttp.ClientSession(middlewares=(tracing_http.record_request,)) as session:
         async with session.get(server.make_url('/v1/customers/search?query=email:"ada@example.com"')):
             pass  # outside any span: nothing
         with tracer.start_as_current_span("saga step customer") as step:
@@ -78,7 +78,7 @@ async def test_a_failed_request_names_its_exception(
     sdk, exporter = provider
     url = server.make_url("/v1/customers/search")
     await server.close()  # nothing listens there any more
-    async with aiohttp.ClientSession(trace_configs=[tracing_http.trace_config()]) as session:
+    async with aiohttp.ClientSession(middlewares=(tracing_http.record_request,)) as session:
         with sdk.get_tracer("test").start_as_current_span("saga step customer"), pytest.raises(aiohttp.ClientError):
             async with session.get(url):
                 pass
@@ -88,8 +88,8 @@ async def test_a_failed_request_names_its_exception(
     assert failed.attributes["error.type"].startswith("Client") and "http.response.status_code" not in failed.attributes
 
 
-def test_no_trace_config_while_nothing_records(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_middleware_while_nothing_records(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tracing, "recording", False)
-    assert tracing_http.trace_configs() == []
+    assert tracing_http.middlewares() == ()
     monkeypatch.setattr(tracing, "recording", True)
-    assert len(tracing_http.trace_configs()) == 1
+    assert tracing_http.middlewares() == (tracing_http.record_request,)
