@@ -22,11 +22,11 @@ log = logging.getLogger("paylink.shortener")
 
 
 def make_shortener_session(
-    max_connections: int, trace_configs: Sequence[aiohttp.TraceConfig] = ()
+    max_connections: int, middlewares: Sequence[aiohttp.ClientMiddlewareType] = ()
 ) -> aiohttp.ClientSession:
-    """The HTTP session for ``HttpShortener`` (the caller closes it); ``trace_configs``: tracing's."""
+    """The HTTP session for ``HttpShortener`` (the caller closes it); ``middlewares``: tracing's."""
     connector = aiohttp.TCPConnector(limit=max_connections)
-    return aiohttp.ClientSession(connector=connector, trace_configs=list(trace_configs) or None)
+    return aiohttp.ClientSession(connector=connector, middlewares=tuple(middlewares))
 
 
 class HttpShortener:

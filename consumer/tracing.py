@@ -157,17 +157,45 @@ def mark_failed(reason: str, message: str) -> None:
 
 
 class _StepSpan:
-    def __init__(self, span: trace.Span) -> None:
-        self._span = span
+    """One step try's span, current while the step runs: a plain context manager, not ``contextlib``'s
+    generator around ``start_as_current_span``'s (two more generators and ``use_span`` per step, for the
+    same attach, exception recording and end)."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, name: str, attempt: int) -> None:
+        tries = _STEP_TRIES.get()
+        count = 1
+        if tries is not None:
+            count = tries[name] = tries.get(name, 0) + 1
+        attributes: dict[str, str | int] = {
+            "paylink.step": name,
+            "paylink.saga_attempt": attempt,
+            "paylink.step_try": count,
+        }
+        self._span = _tracer.start_span(f"saga step {name}", attributes=attributes)
+
+    def __enter__(self) -> _StepSpan:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> None:
+        span = self._span
+        otel_context.detach(self._token)
+        if isinstance(error, Exception):  # as ``use_span``: not CancelledError, GeneratorExit
+            if isinstance(error, PaylinkError):
+                span.set_attributes({"error.reason": str(error.reason), "error.retryable": error.retryable})
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.end()
 
     def produced(self, record: SagaRecord) -> None:
-        for key, value in (
-            ("stripe.account", record.stripe_account),
-            ("stripe.customer_id", record.customer_id),
-            ("stripe.invoice_id", record.invoice_id),
-        ):
-            if value:
-                self._span.set_attribute(key, value)
+        ids = {
+            "stripe.account": record.stripe_account,
+            "stripe.customer_id": record.customer_id,
+            "stripe.invoice_id": record.invoice_id,
+        }
+        self._span.set_attributes({key: value for key, value in ids.items() if value})  # one lock, not three
 
 
 class _NoStepSpan:
@@ -186,26 +214,7 @@ class StepSpans:
         # configured sampler would drop it too (the ratio samplers decide by the trace id, shared).
         if not (recording and enabled and trace.get_current_span().is_recording()):
             return _UNOBSERVED
-        return self._span(name, attempt)
-
-    @contextlib.contextmanager
-    def _span(self, name: str, attempt: int) -> Iterator[_StepSpan]:
-        tries = _STEP_TRIES.get()
-        count = 1
-        if tries is not None:
-            count = tries[name] = tries.get(name, 0) + 1
-        attributes: dict[str, str | int] = {
-            "paylink.step": name,
-            "paylink.saga_attempt": attempt,
-            "paylink.step_try": count,
-        }
-        with _tracer.start_as_current_span(f"saga step {name}", attributes=attributes) as span:
-            try:
-                yield _StepSpan(span)
-            except PaylinkError as error:
-                span.set_attribute("error.reason", str(error.reason))
-                span.set_attribute("error.retryable", error.retryable)
-                raise
+        return _StepSpan(name, attempt)
 
 
 def stored_trace_id(stored: Sequence[tuple[str, str]]) -> str | None:

@@ -81,12 +81,12 @@ class SessionAIOHTTPClient(stripe.AIOHTTPClient):
 
 
 def make_stripe_session(
-    max_connections: int, trace_configs: Sequence[aiohttp.TraceConfig] = ()
+    max_connections: int, middlewares: Sequence[aiohttp.ClientMiddlewareType] = ()
 ) -> aiohttp.ClientSession:
-    """The HTTP session for ``make_stripe_client`` (the caller closes it); ``trace_configs``: tracing's."""
+    """The HTTP session for ``make_stripe_client`` (the caller closes it); ``middlewares``: tracing's."""
     tls = ssl.create_default_context(cafile=stripe.ca_bundle_path)
     connector = aiohttp.TCPConnector(limit=max_connections, ssl=tls)
-    return aiohttp.ClientSession(connector=connector, trace_configs=list(trace_configs) or None)
+    return aiohttp.ClientSession(connector=connector, middlewares=tuple(middlewares))
 
 
 def make_stripe_client(

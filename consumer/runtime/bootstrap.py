@@ -130,9 +130,9 @@ async def open_components(settings: Settings) -> AsyncIterator[Components]:
     crm_database = mongo[settings.crm_database] if settings.crm_database else database
     limits = httpx.Limits(max_connections=settings.max_in_flight * 2, max_keepalive_connections=settings.max_in_flight)
     http = httpx.AsyncClient(limits=limits)
-    traced = tracing_http.trace_configs()  # empty unless tracing is on (configured before this)
-    stripe_session = make_stripe_session(max_connections=settings.max_in_flight * 2, trace_configs=traced)
-    shortener_session = make_shortener_session(max_connections=settings.max_in_flight * 2, trace_configs=traced)
+    traced = tracing_http.middlewares()  # empty unless tracing is on (configured before this)
+    stripe_session = make_stripe_session(max_connections=settings.max_in_flight * 2, middlewares=traced)
+    shortener_session = make_shortener_session(max_connections=settings.max_in_flight * 2, middlewares=traced)
     try:
         await ensure_indexes(database)
         sagas, outbox = MongoSagaStore(database), MongoOutbox(database)

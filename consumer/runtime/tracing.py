@@ -4,9 +4,10 @@
   nothing is installed, nor even imported. The OpenTelemetry API stays a no-op (spans are not recorded,
   nothing is exported, no client is instrumented); a request's incoming ``traceparent`` still passes
   through to its results and log lines (``consumer.tracing``).
-- An endpoint: ``consumer.runtime.tracing_sdk`` installs the SDK, OTLP/HTTP export, the aiohttp client
-  and httpx instrumentations and PyMongo command events (``consumer.runtime.tracing_mongo``). They hook
-  into client classes, so ``configure`` runs before the clients are built (``open_components``).
+- An endpoint: ``consumer.runtime.tracing_sdk`` installs the SDK, OTLP/HTTP export, the httpx
+  instrumentation and PyMongo command events (``consumer.runtime.tracing_mongo``); the worker's aiohttp
+  sessions get request events (``consumer.runtime.tracing_http``). They hook into clients, so
+  ``configure`` runs before the clients are built (``open_components``).
 """
 
 from __future__ import annotations

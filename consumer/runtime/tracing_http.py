@@ -1,70 +1,62 @@
-"""A client span per HTTP request of the worker's aiohttp sessions (Stripe, the shortener), when tracing is on.
+"""HTTP requests of the worker's aiohttp sessions (Stripe, the shortener) as events of the span they run in.
 
-``open_components`` passes ``trace_configs()`` to the sessions it builds: empty while nothing records
-(``consumer.tracing.recording``), so that tracing off adds not even aiohttp's request signals. Not the
-aiohttp-client instrumentation, which does much more per request (URL redaction and
-parsing, a duration histogram even with no meter, header capture, the span made current and
-``traceparent`` injected into every Stripe request, which Stripe ignores; ADR 0015, amended).
+``open_components`` passes ``middlewares()`` to the sessions it builds: empty while nothing records
+(``consumer.tracing.recording``), so that tracing off adds nothing to a request. A client middleware, one
+coroutine around the request, not an aiohttp ``TraceConfig``: with one, aiohttp creates a parameters
+object and awaits a signal at each of a request's stages (start, connection, headers, chunks, end), whether
+anything listens or not, about as much CPU as the events themselves (ADR 0015, second amendment). Not the
+aiohttp-client instrumentation either, which does much more per request (URL redaction and parsing, a
+duration histogram even with no meter, header capture, ``traceparent`` injected into every Stripe request,
+which Stripe ignores; ADR 0015, amended).
 
-Each span is named by the method (``POST``), a child of the current span (the step), with
-``http.request.method``, ``url.full`` without its query string (customer searches carry the contact's
-e-mail there), ``server.address``, ``server.port``, then ``http.response.status_code``; a status of 400
-or more, or an exception, marks it failed with ``error.type``.
+Not a client span per request (ADR 0015, second amendment): every saga step is one or two HTTP calls, so
+a child span per call doubled the spans the worker starts, ends, queues and encodes, for a bar on the
+timeline that is the step's own. Each request is an event ``http <METHOD>`` (``http POST``) on the current
+recording span (the step, else the saga or cancel span), timestamped when it started, with ``url.full``
+without its query string (customer searches carry the contact's e-mail there), ``http.duration_ms``, then
+``http.response.status_code`` (when the response's headers arrived), or ``error.type`` (the status of 400
+or more, or the exception's class). The name says the method, ``url.full`` the server: neither is
+repeated. Requests outside any recording span leave nothing.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import time
 
 import aiohttp
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from yarl import URL
 
 from consumer import tracing
 
 
-def trace_configs() -> list[aiohttp.TraceConfig]:
-    """What to give an aiohttp session: a span per request while an SDK records, else nothing."""
-    return [trace_config(trace.get_tracer("paylink.http"))] if tracing.recording else []
+def middlewares() -> tuple[aiohttp.ClientMiddlewareType, ...]:
+    """What to give an aiohttp session: an event per request while an SDK records, else nothing."""
+    return (record_request,) if tracing.recording else ()
 
 
-def trace_config(tracer: trace.Tracer) -> aiohttp.TraceConfig:
-    config = aiohttp.TraceConfig()
+async def record_request(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return await handler(request)
+    started = time.time_ns()
+    try:
+        response = await handler(request)
+    except BaseException as error:  # a timeout cancels the request: recorded, then passed on
+        _record(span, request.method, request.url, started, None, type(error).__qualname__)
+        raise
+    status = response.status
+    _record(span, request.method, request.url, started, status, str(status) if status >= 400 else None)
+    return response
 
-    async def start(_: aiohttp.ClientSession, call: SimpleNamespace, params: aiohttp.TraceRequestStartParams) -> None:
-        call.span = None
-        if not trace.get_current_span().is_recording():
-            return  # a request outside any recorded span: no trace of one span
-        url = params.url
-        attributes = {"http.request.method": params.method, "url.full": str(url.with_query(None))}
-        call.span = tracer.start_span(
-            params.method,
-            kind=SpanKind.CLIENT,
-            attributes={**attributes, "server.address": url.host or "", "server.port": url.port or 0},
-        )
 
-    async def end(_: aiohttp.ClientSession, call: SimpleNamespace, params: aiohttp.TraceRequestEndParams) -> None:
-        span: trace.Span | None = getattr(call, "span", None)
-        if span is None:
-            return
-        status = params.response.status
-        span.set_attribute("http.response.status_code", status)
-        if status >= 400:
-            span.set_attribute("error.type", str(status))
-            span.set_status(Status(StatusCode.ERROR))
-        span.end()
-
-    async def failed(
-        _: aiohttp.ClientSession, call: SimpleNamespace, params: aiohttp.TraceRequestExceptionParams
-    ) -> None:
-        span: trace.Span | None = getattr(call, "span", None)
-        if span is None:
-            return
-        span.set_attribute("error.type", type(params.exception).__qualname__)
-        span.set_status(Status(StatusCode.ERROR, str(params.exception)))
-        span.end()
-
-    config.on_request_start.append(start)
-    config.on_request_end.append(end)
-    config.on_request_exception.append(failed)
-    return config
+def _record(span: trace.Span, method: str, url: URL, started: int, status: int | None, error: str | None) -> None:
+    attributes: dict[str, str | int | float] = {
+        "url.full": str(url.with_query(None)),
+        "http.duration_ms": (time.time_ns() - started) // 1000 / 1000,  # µs precision, as MongoDB's
+    }
+    if status is not None:
+        attributes["http.response.status_code"] = status
+    if error is not None:
+        attributes["error.type"] = error
+    span.add_event(f"http {method}", attributes, timestamp=started)

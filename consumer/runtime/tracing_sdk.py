@@ -5,13 +5,13 @@
   exported, no instrumentation is patched in); a request's incoming ``traceparent`` still passes through
   to its results (``consumer.tracing``).
 - An endpoint: the SDK's ``TracerProvider`` with the configured sampler, a batch processor exporting
-  OTLP/HTTP (protobuf) to ``<endpoint>/v1/traces``, the maintained httpx instrumentation, and PyMongo's
-  command monitoring turned into events on the current span (``tracing_mongo``: not the PyMongo
-  instrumentation's span per command, the largest part of what tracing cost the worker). They hook into
-  client classes, so ``configure`` runs before the clients are built (``open_components``), which also
-  gives the worker's aiohttp sessions (Stripe, the shortener) their span per request
-  (``tracing_http``, not the aiohttp-client instrumentation). aiokafka's instrumentation is not used:
-  see ``consumer.tracing``.
+  OTLP/HTTP (protobuf, written by ``tracing_otlp``) to ``<endpoint>/v1/traces``, the maintained httpx
+  instrumentation, and PyMongo's command monitoring turned into events on the current span
+  (``tracing_mongo``: not the PyMongo instrumentation's span per command, the largest part of what
+  tracing cost the worker). They hook into client classes, so ``configure`` runs before the clients are
+  built (``open_components``), which also gives the worker's aiohttp sessions (Stripe, the shortener) an
+  event per request (``tracing_http``, not the aiohttp-client instrumentation's span). aiokafka's
+  instrumentation is not used: see ``consumer.tracing``.
 
 Two limits on what is recorded, both for operators' sake:
 - a client call outside any trace (the relay polling the outbox every 20 ms, lease renewals, gauge
@@ -50,6 +50,7 @@ from pymongo import monitoring
 
 from consumer.runtime.settings import TracingSettings
 from consumer.runtime.tracing_mongo import CommandEvents
+from consumer.runtime.tracing_otlp import use_for_http_export
 
 log = logging.getLogger("paylink.tracing")
 
@@ -70,8 +71,8 @@ class NoLooseClientSpans(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
-        parent = trace.get_current_span(parent_context).get_span_context()
-        if kind is SpanKind.CLIENT and not parent.is_valid:
+        # The parent is looked up for client spans only: every span is sampled, few are client spans.
+        if kind is SpanKind.CLIENT and not trace.get_current_span(parent_context).get_span_context().is_valid:
             return SamplingResult(Decision.DROP)
         return self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
@@ -102,6 +103,8 @@ def install(service: str, settings: TracingSettings, exporter: SpanExporter | No
     endpoint = settings.traces_endpoint
     resource = Resource.create({SERVICE_NAME: settings.service_name or service})
     provider = TracerProvider(resource=resource, sampler=NoLooseClientSpans(sampler(settings)))
+    if exporter is None and not use_for_http_export():
+        log.warning("tracing: the OTLP exporter's encoder is not the one expected; the SDK's is kept (slower)")
     provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
     monitoring.register(CommandEvents())  # before the clients are built: they copy the listeners

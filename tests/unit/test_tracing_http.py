@@ -1,6 +1,7 @@
-"""The worker's HTTP client spans (``consumer.runtime.tracing_http``), on a local aiohttp server: one
-CLIENT span per request made inside a recording span, its URL without the query string (customer searches
-carry e-mails there); failures marked; nothing outside a trace, and no trace config while nothing records."""
+"""The worker's HTTP requests as span events (``consumer.runtime.tracing_http``), on a local aiohttp server:
+one ``http <METHOD>`` event per request made inside a recording span, on that span, its URL without the
+query string (customer searches carry e-mails there); failures named; no span of their own, nothing outside
+a trace, and no middleware while nothing records."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from aiohttp.test_utils import TestServer
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
 
 from consumer import tracing
 from consumer.runtime import tracing_http
@@ -47,12 +47,12 @@ async def server() -> AsyncIterator[TestServer]:
         await running.close()
 
 
-async def test_requests_inside_a_recording_span_get_a_client_span_without_the_query(
+async def test_requests_inside_a_recording_span_are_its_events_without_the_query(
     provider: tuple[TracerProvider, InMemorySpanExporter], server: TestServer
 ) -> None:
     sdk, exporter = provider
     tracer = sdk.get_tracer("test")
-    async with aiohttp.ClientSession(trace_configs=[tracing_http.trace_config(tracer)]) as session:
+    async with aiohttp.ClientSession(middlewares=(tracing_http.record_request,)) as session:
         async with session.get(server.make_url('/v1/customers/search?query=email:"ada@example.com"')):
             pass  # outside any span: nothing
         with tracer.start_as_current_span("saga step customer") as step:
@@ -61,19 +61,35 @@ async def test_requests_inside_a_recording_span_get_a_client_span_without_the_qu
             async with session.post(server.make_url("/v1/invoices")):
                 pass
 
-    search, create, parent = exporter.get_finished_spans()
-    assert parent.name == "saga step customer"
-    assert search.name == "GET" and search.kind is SpanKind.CLIENT and search.attributes is not None
-    assert search.parent is not None and search.parent.span_id == step.get_span_context().span_id
+    (parent,) = exporter.get_finished_spans()
+    assert parent.name == "saga step customer" and parent.context == step.get_span_context()
+    search, create = parent.events
+    assert search.name == "http GET" and search.timestamp >= parent.start_time
     assert search.attributes["url.full"] == str(server.make_url("/v1/customers/search"))
     assert search.attributes["http.response.status_code"] == 200
+    assert isinstance(search.attributes["http.duration_ms"], float) and search.attributes["http.duration_ms"] >= 0
     assert "ada@example.com" not in repr(dict(search.attributes))
-    assert create.name == "POST" and create.status.status_code is StatusCode.ERROR
-    assert create.attributes is not None and create.attributes["error.type"] == "500"
+    assert create.name == "http POST" and create.attributes["error.type"] == "500"
 
 
-def test_no_trace_config_while_nothing_records(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_request_names_its_exception(
+    provider: tuple[TracerProvider, InMemorySpanExporter], server: TestServer
+) -> None:
+    sdk, exporter = provider
+    url = server.make_url("/v1/customers/search")
+    await server.close()  # nothing listens there any more
+    async with aiohttp.ClientSession(middlewares=(tracing_http.record_request,)) as session:
+        with sdk.get_tracer("test").start_as_current_span("saga step customer"), pytest.raises(aiohttp.ClientError):
+            async with session.get(url):
+                pass
+
+    ((failed,),) = [span.events for span in exporter.get_finished_spans()]
+    assert failed.name == "http GET" and failed.attributes is not None
+    assert failed.attributes["error.type"].startswith("Client") and "http.response.status_code" not in failed.attributes
+
+
+def test_no_middleware_while_nothing_records(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tracing, "recording", False)
-    assert tracing_http.trace_configs() == []
+    assert tracing_http.middlewares() == ()
     monkeypatch.setattr(tracing, "recording", True)
-    assert len(tracing_http.trace_configs()) == 1
+    assert tracing_http.middlewares() == (tracing_http.record_request,)
