@@ -7,9 +7,15 @@ local FerretDB only because its build makes single-document updates atomic, as M
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from tests.contract.test_billing_contract import BillingHarness
 
 HERE = Path(__file__).parent
 # The fixtures of tests/conftest.py that reach the real stack.
@@ -29,3 +35,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ]
     if unmarked:
         raise pytest.UsageError(f"contract tests on the real stack without @pytest.mark.integration: {unmarked}")
+
+
+# The harness of the Billing contract (test_billing_contract, test_billing_resume_contract).
+
+
+@pytest.fixture
+async def emulator(stripe_api_base: str) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        httpx.AsyncClient(base_url=stripe_api_base, timeout=10) as control,
+    ):
+        yield http, control
+
+
+@pytest.fixture(params=["fake", pytest.param("stripe", marks=pytest.mark.integration)])
+def stripe(request: pytest.FixtureRequest) -> BillingHarness:
+    from tests.contract.test_billing_contract import FakeHarness, StripeHarness  # a test module: imported late
+
+    if request.param == "fake":
+        return FakeHarness()
+    http, control = request.getfixturevalue("emulator")
+    return StripeHarness(http, control)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,23 +139,6 @@ class StripeHarness(BillingHarness):
     async def fired(self) -> int:
         faults = (await self.control.get("/_emulator/faults")).json()["data"]
         return sum(f["fired"] for f in faults if f["account"] in (self.account, self.other))
-
-
-@pytest.fixture
-async def emulator(stripe_api_base: str) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    async with (
-        httpx.AsyncClient(timeout=10) as http,
-        httpx.AsyncClient(base_url=stripe_api_base, timeout=10) as control,
-    ):
-        yield http, control
-
-
-@pytest.fixture(params=["fake", pytest.param("stripe", marks=pytest.mark.integration)])
-def stripe(request: pytest.FixtureRequest) -> BillingHarness:
-    if request.param == "fake":
-        return FakeHarness()
-    http, control = request.getfixturevalue("emulator")
-    return StripeHarness(http, control)
 
 
 # --- helpers -------------------------------------------------------------------------------------------

@@ -6,27 +6,14 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from tests.contract.test_billing_contract import (
     BillingHarness,
-    FakeHarness,
-    StripeHarness,
     _key,
     amount_item,
     draft_for,
-    emulator,  # noqa: F401 (the fixture StripeHarness is built on)
     new_customer,
     price_item,
 )
-
-
-@pytest.fixture(params=["fake", pytest.param("stripe", marks=pytest.mark.integration)])
-def stripe(request: pytest.FixtureRequest) -> BillingHarness:
-    if request.param == "fake":
-        return FakeHarness()
-    http, control = request.getfixturevalue("emulator")
-    return StripeHarness(http, control)
 
 
 async def test_find_draft_invoice_finds_the_draft_of_the_link_only(stripe: BillingHarness) -> None:
