@@ -21,6 +21,7 @@ from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common._internal import _encode_instrumentation_scope, _encode_resource
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http import trace_exporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
@@ -156,8 +157,6 @@ class _Request:
 def use_for_http_export() -> bool:
     """The OTLP/HTTP span exporter encodes with ``encode``; False, changing nothing, if its module's
     ``encode_spans`` is not the SDK's encoder (another SDK version, or replaced already)."""
-    from opentelemetry.exporter.otlp.proto.http import trace_exporter
-
     if getattr(trace_exporter, "encode_spans", None) is not encode_spans:
         return False
     setattr(trace_exporter, "encode_spans", _Request)  # noqa: B010 (not a name the module exports)
